@@ -1,0 +1,21 @@
+package auth
+
+import "errors"
+
+var (
+	// ErrNotECR is returned by ParseRegistryURL for a host that is not an
+	// ECR private registry host.
+	ErrNotECR = errors.New("not an ECR registry host")
+
+	// ErrNoRegion is returned by ResolveRegion when no region is
+	// configured and none can be read from the registry host.
+	ErrNoRegion = errors.New("no AWS region")
+
+	// ErrNoToken is returned when GetAuthorizationToken answers without
+	// authorization data.
+	ErrNoToken = errors.New("ECR returned no authorization data")
+)
+
+// errMalformedToken says the decoded token is not "user:password"; its
+// text never includes the token.
+var errMalformedToken = errors.New("not of the form user:password")

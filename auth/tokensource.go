@@ -1,0 +1,229 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults of a TokenSource.
+const (
+	// DefaultRenewInterval is how often a token is renewed at most, the
+	// seed proxy's RENEW_INTERVAL_HOURS default.
+	DefaultRenewInterval = 6 * time.Hour
+	// defaultMinValidity is how much lifetime a token must have left to be
+	// handed out without first trying to mint a fresh one.
+	defaultMinValidity = 5 * time.Minute
+	// defaultMintTimeout bounds one mint, retries of the SDK included.
+	defaultMintTimeout = time.Minute
+	// Retry of a failed background renewal: doubling from the first, up to
+	// the last.
+	minRetryDelay = 5 * time.Second
+	maxRetryDelay = 5 * time.Minute
+)
+
+// TokenSource owns the ECR token of a process. It is safe for concurrent
+// use: concurrent callers never cause more than one GetAuthorizationToken
+// call at a time, and they all get the same token.
+type TokenSource struct {
+	api           ECRAPI
+	renewInterval time.Duration
+	minValidity   time.Duration
+	log           logrus.FieldLogger
+	observer      func(MintEvent)
+
+	group singleflight.Group
+	mu    sync.Mutex
+	cur   *Token
+}
+
+// MintEvent describes the outcome of one mint, for metrics.
+type MintEvent struct {
+	// Err is nil for a successful mint.
+	Err error
+	// Token is the minted token (zero when Err is set).
+	Token Token
+	// Duration is how long the mint took.
+	Duration time.Duration
+}
+
+// TokenSourceOption configures a TokenSource.
+type TokenSourceOption func(*TokenSource)
+
+// WithRenewInterval sets the longest time a token is used before it is
+// renewed (DefaultRenewInterval if unset or not positive). A token is
+// renewed earlier, at half of its lifetime, when that comes first.
+func WithRenewInterval(d time.Duration) TokenSourceOption {
+	return func(s *TokenSource) {
+		if d > 0 {
+			s.renewInterval = d
+		}
+	}
+}
+
+// WithLogger sets the logger for token lifecycle events. The default
+// discards them. Tokens are never logged.
+func WithLogger(l logrus.FieldLogger) TokenSourceOption {
+	return func(s *TokenSource) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
+// WithMintObserver sets a function called after every mint attempt, such
+// as a metrics recorder. It must not block.
+func WithMintObserver(f func(MintEvent)) TokenSourceOption {
+	return func(s *TokenSource) { s.observer = f }
+}
+
+// NewTokenSource returns a TokenSource minting through api.
+func NewTokenSource(api ECRAPI, opts ...TokenSourceOption) (*TokenSource, error) {
+	if api == nil {
+		return nil, errors.New("new token source: nil ECR API")
+	}
+	discard := logrus.New()
+	discard.Out = io.Discard
+	s := &TokenSource{
+		api:           api,
+		renewInterval: DefaultRenewInterval,
+		minValidity:   defaultMinValidity,
+		log:           discard,
+		observer:      func(MintEvent) {},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Token returns the current token, minting one first when there is none or
+// when it is about to expire. If that mint fails while the current token
+// is still valid, the current token is returned.
+func (s *TokenSource) Token(ctx context.Context) (Token, error) {
+	cur := s.current()
+	now := time.Now()
+	if cur != nil && now.Before(cur.ExpiresAt.Add(-s.minValidity)) {
+		return *cur, nil
+	}
+	t, err := s.mint(ctx)
+	if err != nil {
+		if cur != nil && time.Now().Before(cur.ExpiresAt) {
+			return *cur, nil
+		}
+		return Token{}, err
+	}
+	return t, nil
+}
+
+// Invalidate drops t if it is still the current token, so that the next
+// call to Token mints. Call it when the registry refused t.
+func (s *TokenSource) Invalidate(t Token) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil && s.cur.same(t) {
+		s.cur = nil
+		s.log.Info("ECR refused the current token; it will be minted again")
+	}
+}
+
+// Run renews the token in the background until ctx ends: at once when
+// there is none, then before each token reaches the renew interval or half
+// of its lifetime, whichever comes first, less a random jitter of up to a
+// tenth, so that replicas spread their calls. A failed renewal keeps the
+// current token and is retried with exponential backoff. Run returns
+// ctx.Err().
+func (s *TokenSource) Run(ctx context.Context) error {
+	retry := time.Duration(0)
+	for {
+		wait := retry
+		if wait == 0 {
+			wait = s.untilRenewal(time.Now())
+		}
+		if wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return ctx.Err()
+			case <-timer.C:
+			}
+		}
+		if _, err := s.mint(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			retry = nextRetry(retry)
+			s.log.WithError(err).WithField("retry_in", retry.String()).Warn("renewing the ECR token failed")
+			continue
+		}
+		retry = 0
+	}
+}
+
+// untilRenewal is how long Run waits before renewing the current token.
+func (s *TokenSource) untilRenewal(now time.Time) time.Duration {
+	cur := s.current()
+	if cur == nil {
+		return 0
+	}
+	period := min(s.renewInterval, cur.ExpiresAt.Sub(cur.MintedAt)/2)
+	period -= time.Duration(rand.Float64() * float64(period) / 10) //nolint:gosec // jitter, not a secret
+	return cur.MintedAt.Add(period).Sub(now)
+}
+
+func nextRetry(prev time.Duration) time.Duration {
+	if prev == 0 {
+		return minRetryDelay
+	}
+	return min(2*prev, maxRetryDelay)
+}
+
+func (s *TokenSource) current() *Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+// mint calls GetAuthorizationToken once for all concurrent callers. The
+// call runs detached from any one caller's cancellation, bounded by
+// defaultMintTimeout, so that a caller that goes away does not fail the
+// others.
+func (s *TokenSource) mint(ctx context.Context) (Token, error) {
+	ch := s.group.DoChan("mint", func() (any, error) {
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaultMintTimeout)
+		defer cancel()
+		start := time.Now()
+		out, err := s.api.GetAuthorizationToken(mctx, &ecr.GetAuthorizationTokenInput{})
+		var t Token
+		if err == nil {
+			t, err = decodeToken(out, time.Now())
+		}
+		s.observer(MintEvent{Err: err, Token: t, Duration: time.Since(start)})
+		if err != nil {
+			return Token{}, fmt.Errorf("get ECR authorization token: %w", err)
+		}
+		s.mu.Lock()
+		s.cur = &t
+		s.mu.Unlock()
+		s.log.WithField("expires_at", t.ExpiresAt.UTC().Format(time.RFC3339)).Info("minted ECR token")
+		return t, nil
+	})
+	select {
+	case <-ctx.Done():
+		return Token{}, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return Token{}, r.Err
+		}
+		return r.Val.(Token), nil
+	}
+}

@@ -1,0 +1,190 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// tokenProvider is what Transport needs of a TokenSource.
+type tokenProvider interface {
+	Token(ctx context.Context) (Token, error)
+	Invalidate(t Token)
+}
+
+var _ tokenProvider = (*TokenSource)(nil)
+
+// maxPeek bounds how much of a 403 body is read to tell an expired token
+// from other refusals.
+const maxPeek = 4 << 10
+
+// Transport is an http.RoundTripper that authenticates requests to one ECR
+// registry host with the token of a TokenSource. Requests to any other
+// host pass through unchanged, except that an Authorization header is
+// removed from presigned URLs (S3 refuses a request with both).
+type Transport struct {
+	base     http.RoundTripper
+	scheme   string
+	host     string
+	tokens   tokenProvider
+	observer func(*http.Request, *http.Response, error)
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// TransportOption configures a Transport.
+type TransportOption func(*Transport)
+
+// WithBase sets the RoundTripper requests are sent with; the default is a
+// clone of http.DefaultTransport taken when NewTransport runs.
+func WithBase(rt http.RoundTripper) TransportOption {
+	return func(t *Transport) {
+		if rt != nil {
+			t.base = rt
+		}
+	}
+}
+
+// WithRoundTripObserver sets a function called after every round trip to
+// the registry host with its request and response (or error), such as a
+// metrics recorder. It must neither block nor read the body.
+func WithRoundTripObserver(f func(*http.Request, *http.Response, error)) TransportOption {
+	return func(t *Transport) { t.observer = f }
+}
+
+// NewTransport returns a Transport for the registry at registryURL
+// ("https://<account>.dkr.ecr.<region>.amazonaws.com"), taking tokens from
+// tokens (a *TokenSource).
+func NewTransport(registryURL string, tokens tokenProvider, opts ...TransportOption) (*Transport, error) {
+	u, err := url.Parse(registryURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse registry URL: %w", err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("registry URL %q: want http(s)://host[:port]", registryURL)
+	}
+	if tokens == nil {
+		return nil, fmt.Errorf("new transport: nil token source")
+	}
+	t := &Transport{
+		scheme:   u.Scheme,
+		host:     canonicalHost(u),
+		tokens:   tokens,
+		observer: func(*http.Request, *http.Response, error) {},
+	}
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		t.base = dt.Clone()
+	} else {
+		t.base = http.DefaultTransport
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	return t, nil
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.forRegistry(req.URL) {
+		if req.Header.Get("Authorization") != "" && isPresigned(req.URL) {
+			req = req.Clone(req.Context())
+			req.Header.Del("Authorization")
+		}
+		return t.base.RoundTrip(req)
+	}
+	tok, err := t.tokens.Token(req.Context())
+	if err != nil {
+		closeBody(req)
+		return nil, fmt.Errorf("ECR credentials unavailable: %w", err)
+	}
+	resp, err := t.send(req, tok)
+	if err != nil || !refusedToken(resp) || !replayable(req) {
+		return resp, err
+	}
+	t.tokens.Invalidate(tok)
+	fresh, err := t.tokens.Token(req.Context())
+	if err != nil || fresh.same(tok) {
+		// No better token to try: let the caller see ECR's answer.
+		return resp, nil //nolint:nilerr // the response is the result
+	}
+	drain(resp)
+	retry := req.Clone(req.Context())
+	if req.GetBody != nil {
+		if retry.Body, err = req.GetBody(); err != nil {
+			return nil, fmt.Errorf("replay request body: %w", err)
+		}
+	}
+	return t.send(retry, fresh)
+}
+
+func (t *Transport) send(req *http.Request, tok Token) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.Header.Set("Authorization", tok.BasicAuth())
+	resp, err := t.base.RoundTrip(r)
+	t.observer(req, resp, err)
+	return resp, err
+}
+
+func (t *Transport) forRegistry(u *url.URL) bool {
+	return u.Scheme == t.scheme && canonicalHost(u) == t.host
+}
+
+// canonicalHost is host:port with the scheme's default port made explicit.
+func canonicalHost(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return strings.ToLower(u.Hostname()) + ":" + port
+}
+
+// refusedToken reports whether resp says the token is not (or no longer)
+// accepted: 401, or 403 for an expired token. Other 403s (an IAM policy
+// denying a repository) are not retried. The peeked body is put back.
+func refusedToken(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return true
+	case http.StatusForbidden:
+		peek, err := io.ReadAll(io.LimitReader(resp.Body, maxPeek))
+		resp.Body = readCloser{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
+		if err != nil {
+			return false
+		}
+		body := strings.ToLower(string(peek))
+		return strings.Contains(body, "expired") || strings.Contains(body, "authorization token")
+	default:
+		return false
+	}
+}
+
+// replayable reports whether req can be sent again.
+func replayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// isPresigned reports whether u carries a SigV4 query signature.
+func isPresigned(u *url.URL) bool {
+	q := u.Query()
+	return q.Has("X-Amz-Signature") || q.Has("X-Amz-Credential") || q.Has("Signature")
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxPeek))
+	_ = resp.Body.Close()
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
