@@ -97,4 +97,3 @@ func TestResolveRegionNamesBothFixes(t *testing.T) {
 		}
 	}
 }
-

@@ -82,7 +82,6 @@ func (f *fakeRegistry) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "ok")
 }
 
-
 func newTransport(t *testing.T, api ECRAPI, reg *fakeRegistry) (*Transport, *TokenSource) {
 	t.Helper()
 	s := newSource(t, api, WithMintObserver(func(e MintEvent) {
