@@ -50,8 +50,9 @@ func WithBase(rt http.RoundTripper) TransportOption {
 }
 
 // WithRoundTripObserver sets a function called after every round trip to
-// the registry host with its request and response (or error), such as a
-// metrics recorder. It must neither block nor read the body.
+// the registry host with its request and response (or error, also when no
+// token could be had), such as a metrics recorder or a health tracker. It
+// must neither block nor read the body.
 func WithRoundTripObserver(f func(*http.Request, *http.Response, error)) TransportOption {
 	return func(t *Transport) { t.observer = f }
 }
@@ -99,7 +100,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	tok, err := t.tokens.Token(req.Context())
 	if err != nil {
 		closeBody(req)
-		return nil, fmt.Errorf("ECR credentials unavailable: %w", err)
+		err = fmt.Errorf("ECR credentials unavailable: %w", err)
+		t.observer(req, nil, err)
+		return nil, err
 	}
 	resp, err := t.send(req, tok)
 	if err != nil || !refusedToken(resp) || !replayable(req) {

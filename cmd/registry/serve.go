@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"expvar"
+	"fmt"
+	"net"
+	"net/http"
+	_ "net/http/pprof" //nolint:gosec // served on the debug address only, as distribution does
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry"
+	"github.com/docker/go-metrics"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
+	"github.com/ecr-proxy/ecr-proxy/gateway"
+)
+
+// newServeCmd replaces distribution's serve command: it sets up ECR
+// credentials, then runs distribution's registry.
+func newServeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:          "serve <config>",
+		Short:        "serve pulls from ECR through the local cache, and pushes to ECR",
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := configPath(args)
+			if err != nil {
+				return err
+			}
+			s, err := loadSettings(path)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), s)
+		},
+	}
+}
+
+func serve(ctx context.Context, s *settings) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// distribution starts OpenTelemetry's auto-exporter, which otherwise
+	// sends traces to localhost:4318.
+	setDefaultEnv("OTEL_TRACES_EXPORTER", "none")
+
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("locate own executable for proxy.exec: %w", err)
+	}
+	// See package auth: this keeps distribution from probing ECR at start
+	// and is never asked for a credential while Transport authenticates.
+	s.dist.Proxy.Exec = &configuration.ExecConfig{Command: self}
+
+	awsCfg, err := loadAWSConfig(ctx, s.region)
+	if err != nil {
+		return err
+	}
+	tokens, err := ecrauth.NewTokenSource(ecr.NewFromConfig(awsCfg),
+		ecrauth.WithRenewInterval(s.ecr.RenewInterval),
+		ecrauth.WithLogger(logrus.StandardLogger().WithField("component", "ecr-token")))
+	if err != nil {
+		return err
+	}
+	upstream := gateway.NewUpstream()
+	transport, err := ecrauth.NewTransport(s.dist.Proxy.RemoteURL, tokens,
+		ecrauth.WithRoundTripObserver(upstream.Observe))
+	if err != nil {
+		return err
+	}
+	// distribution's proxy reads http.DefaultTransport for every upstream
+	// request: this is where ECR tokens enter it.
+	http.DefaultTransport = transport
+
+	registry.RegisterHandler(func(_ *configuration.Configuration, next http.Handler) http.Handler {
+		return gateway.New(next, gateway.WithUpstream(upstream))
+	})
+
+	reg, err := registry.NewRegistry(ctx, s.dist) // configures logrus from log:
+	if err != nil {
+		return fmt.Errorf("start registry: %w", err)
+	}
+	log := logrus.StandardLogger()
+	log.WithFields(logrus.Fields{"registry": s.dist.Proxy.RemoteURL, "region": s.region}).Info("ecr-proxy starting")
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go logIdentity(runCtx, log, awsCfg)
+	go func() { _ = tokens.Run(runCtx) }()
+	startDebugServer(s.dist, log)
+
+	return reg.ListenAndServe()
+}
+
+// loadAWSConfig loads the standard credential chain (env keys, shared
+// files and profiles, web identity, container credentials, EC2 IMDS) for
+// region. Credentials are refreshed five minutes, less jitter, before
+// they expire rather than at the last moment.
+func loadAWSConfig(ctx context.Context, region string) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx,
+		awsconfig.WithRegion(region),
+		awsconfig.WithCredentialsCacheOptions(func(o *aws.CredentialsCacheOptions) {
+			o.ExpiryWindow = 5 * time.Minute
+			o.ExpiryWindowJitterFrac = 0.5
+		}))
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// logIdentity logs the AWS principal in use. STS may be unreachable (VPC
+// endpoints, SCPs) while ECR works, so a failure is a warning.
+func logIdentity(ctx context.Context, log logrus.FieldLogger, cfg aws.Config) {
+	id, err := ecrauth.WhoAmI(ctx, sts.NewFromConfig(cfg), cfg.Credentials)
+	if err != nil {
+		log.WithError(err).Warn("could not determine the AWS identity; ECR tokens will be minted when AWS answers")
+		return
+	}
+	log.WithFields(logrus.Fields{"arn": id.ARN, "account": id.Account, "credentials_source": id.Source}).Info("AWS identity")
+}
+
+// startDebugServer serves what distribution's own serve command serves on
+// http.debug.addr: pprof, expvar, /debug/health and Prometheus metrics.
+func startDebugServer(cfg *configuration.Configuration, log logrus.FieldLogger) {
+	if cfg.HTTP.Debug.Addr == "" {
+		return
+	}
+	mux := http.DefaultServeMux // pprof and health register themselves here
+	if cfg.HTTP.Debug.Prometheus.Enabled {
+		path := cfg.HTTP.Debug.Prometheus.Path
+		if path == "" {
+			path = "/metrics"
+		}
+		mux.Handle(path, metrics.Handler())
+	}
+	_ = expvar.Get("cmdline") // expvar registers /debug/vars on import
+	ln, err := net.Listen("tcp", cfg.HTTP.Debug.Addr)
+	if err != nil {
+		log.WithError(err).Errorf("debug server: listen on %s", cfg.HTTP.Debug.Addr)
+		return
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Infof("debug server listening on %s", ln.Addr())
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			log.WithError(err).Error("debug server stopped")
+		}
+	}()
+}
+
+// setDefaultEnv sets key to value unless the environment already has it.
+func setDefaultEnv(key, value string) {
+	if _, ok := os.LookupEnv(key); !ok {
+		_ = os.Setenv(key, value)
+	}
+}

@@ -1,0 +1,54 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Upstream tracks whether ECR answered recently. Feed it every upstream
+// round trip with Observe; it is safe for concurrent use.
+type Upstream struct {
+	now func() time.Time
+
+	mu          sync.Mutex
+	lastFailure time.Time
+	lastSuccess time.Time
+}
+
+// NewUpstream returns an Upstream that has seen nothing yet.
+func NewUpstream() *Upstream { return &Upstream{now: time.Now} }
+
+// Observe records the outcome of one round trip to the upstream: a
+// transport error (other than the caller cancelling) or a 5xx answer is a
+// failure, any other answer a success.
+func (u *Upstream) Observe(_ *http.Request, resp *http.Response, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	failed := err != nil || (resp != nil && resp.StatusCode >= http.StatusInternalServerError)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if failed {
+		u.lastFailure = u.now()
+	} else {
+		u.lastSuccess = u.now()
+	}
+}
+
+// FailedSince reports whether the upstream failed at or after t and has
+// not answered since.
+func (u *Upstream) FailedSince(t time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return !u.lastFailure.Before(t) && !u.lastSuccess.After(u.lastFailure)
+}
+
+// Healthy reports whether the last round trip succeeded (true before any).
+func (u *Upstream) Healthy() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return !u.lastFailure.After(u.lastSuccess)
+}

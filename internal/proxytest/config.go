@@ -1,0 +1,69 @@
+package proxytest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ConfigOptions fill the proxy configuration written by WriteConfig.
+type ConfigOptions struct {
+	// RemoteURL is the ECR registry URL (the emulator's RegistryURL).
+	RemoteURL string
+	// Region is written as ecr.region when set.
+	Region string
+	// RootDirectory is the cache directory.
+	RootDirectory string
+	// StorageDriver defaults to "filesystem".
+	StorageDriver string
+	// StorageParams are extra driver parameters, such as maxsize.
+	StorageParams map[string]string
+	// Extra is YAML appended verbatim (top-level sections).
+	Extra string
+}
+
+// WriteConfig writes a proxy configuration into dir and returns its path.
+// The registry and debug servers listen on ephemeral loopback ports.
+func WriteConfig(dir string, o ConfigOptions) (string, error) {
+	driver := o.StorageDriver
+	if driver == "" {
+		driver = "filesystem"
+	}
+	var params strings.Builder
+	for k, v := range o.StorageParams {
+		fmt.Fprintf(&params, "    %s: %q\n", k, v)
+	}
+	region := ""
+	if o.Region != "" {
+		region = fmt.Sprintf("ecr:\n  region: %s\n", o.Region)
+	}
+	y := fmt.Sprintf(`version: 0.1
+log:
+  level: info
+  formatter: text
+  accesslog:
+    disabled: true
+storage:
+  %s:
+    rootdirectory: %s
+%s  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:0
+  debug:
+    addr: 127.0.0.1:0
+    prometheus:
+      enabled: true
+proxy:
+  remoteurl: %s
+%s%s`, driver, o.RootDirectory, params.String(), o.RemoteURL, region, o.Extra)
+	path := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		return "", fmt.Errorf("write proxy config: %w", err)
+	}
+	return path, nil
+}

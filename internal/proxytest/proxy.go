@@ -1,0 +1,186 @@
+package proxytest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Package is the import path of the proxy's command.
+const Package = "github.com/ecr-proxy/ecr-proxy/cmd/registry"
+
+// Build compiles the proxy into dir and returns the binary's path.
+// extraArgs go to "go build" (for example "-race").
+func Build(ctx context.Context, dir string, extraArgs ...string) (string, error) {
+	bin := filepath.Join(dir, "registry")
+	args := append([]string{"build", "-o", bin}, extraArgs...)
+	args = append(args, Package)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", Package, err, out.String())
+	}
+	return bin, nil
+}
+
+// Config describes one proxy process.
+type Config struct {
+	// Binary is the path from Build.
+	Binary string
+	// Args are the command's arguments, such as {"serve", "/path/config.yml"}.
+	Args []string
+	// Env is the child's whole environment but PATH, as KEY=VALUE.
+	Env []string
+	// StartTimeout bounds the wait for "listening on"; default 60s.
+	StartTimeout time.Duration
+}
+
+// Proxy is a running proxy process.
+type Proxy struct {
+	// Addr is the address the registry listens on, host:port.
+	Addr string
+	// DebugAddr is the debug server's address, if it has one.
+	DebugAddr string
+
+	cmd  *exec.Cmd
+	logs *logBuffer
+	done chan struct{}
+	err  error
+}
+
+var (
+	listeningRE = regexp.MustCompile(`msg="?listening on ([^ ",]+)`)
+	debugRE     = regexp.MustCompile(`debug server listening on ([^ ",]+)`)
+)
+
+// Start runs the proxy and waits until it listens. On failure the error
+// carries the child's output.
+func Start(ctx context.Context, cfg Config) (*Proxy, error) {
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = time.Minute
+	}
+	cmd := exec.Command(cfg.Binary, cfg.Args...) //nolint:gosec // the test's own binary
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, cfg.Env...)
+	logs := &logBuffer{lines: make(chan string, 1024)}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start proxy: %w", err)
+	}
+	p := &Proxy{cmd: cmd, logs: logs, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+
+	timer := time.NewTimer(cfg.StartTimeout)
+	defer timer.Stop()
+	for p.Addr == "" {
+		select {
+		case line := <-logs.lines:
+			if m := debugRE.FindStringSubmatch(line); m != nil {
+				p.DebugAddr = m[1]
+			} else if m := listeningRE.FindStringSubmatch(line); m != nil {
+				p.Addr = m[1]
+			}
+		case <-p.done:
+			return nil, fmt.Errorf("proxy exited before listening (%v):\n%s", p.err, logs.String())
+		case <-timer.C:
+			_ = p.Stop()
+			return nil, fmt.Errorf("proxy did not listen within %v:\n%s", cfg.StartTimeout, logs.String())
+		case <-ctx.Done():
+			_ = p.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	return p, nil
+}
+
+// URL is the registry's base URL.
+func (p *Proxy) URL() string { return "http://" + p.Addr }
+
+// Logs returns everything the process printed so far.
+func (p *Proxy) Logs() string { return p.logs.String() }
+
+// Stop sends SIGTERM and waits for the process to end (SIGKILL after 30s).
+func (p *Proxy) Stop() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	var exit *exec.ExitError
+	if p.err != nil && !errors.As(p.err, &exit) {
+		return p.err
+	}
+	return nil
+}
+
+// Wait waits for the process to end and returns its error.
+func (p *Proxy) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// logBuffer keeps all output and hands complete lines to Start until it
+// stops listening for them.
+type logBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	partial []byte
+	lines   chan string
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	b.partial = append(b.partial, p...)
+	for {
+		i := bytes.IndexByte(b.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(b.partial[:i])
+		b.partial = b.partial[i+1:]
+		select {
+		case b.lines <- line:
+		default: // nobody is waiting for lines any more
+		}
+	}
+	return len(p), nil
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Lines returns the output so far split into lines.
+func (p *Proxy) Lines() []string {
+	var out []string
+	s := bufio.NewScanner(strings.NewReader(p.Logs()))
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	for s.Scan() {
+		out = append(out, s.Text())
+	}
+	return out
+}
+
+var _ io.Writer = (*logBuffer)(nil)
