@@ -1,0 +1,44 @@
+package ecrtest
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+
+	// Registers the "inmemory" storage driver.
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+// newRegistryApp builds the backing distribution registry: in-memory
+// storage, deletes enabled, no upload purging, no prometheus (its collector
+// registration is process-global) and no health checks (global registry).
+// handlers.NewApp panics on bad configuration; the configuration here is
+// fixed, but the panic is turned into an error all the same.
+func newRegistryApp(ctx context.Context) (app *handlers.App, err error) {
+	secret, err := randomHex(32)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &configuration.Configuration{
+		Storage: configuration.Storage{
+			"inmemory": configuration.Parameters{},
+			"delete":   configuration.Parameters{"enabled": true},
+			"maintenance": configuration.Parameters{
+				"uploadpurging": map[any]any{"enabled": false},
+			},
+		},
+	}
+	cfg.HTTP.Secret = secret
+	cfg.Catalog.MaxEntries = 1000
+	cfg.Tags.MaxTags = 1000
+	cfg.Log.AccessLog.Disabled = true
+
+	defer func() {
+		if r := recover(); r != nil {
+			app, err = nil, fmt.Errorf("creating registry: %v", r)
+		}
+	}()
+	return handlers.NewApp(ctx, cfg), nil
+}

@@ -1,0 +1,116 @@
+package ecrtest
+
+import (
+	"errors"
+	"sync"
+)
+
+// stallState describes an active StallBlobs.
+type stallState struct {
+	after   int64
+	release chan struct{}
+}
+
+// ThrottleMints makes the next n GetAuthorizationToken calls answer
+// ThrottlingException (HTTP 400, "Rate exceeded"). The SDK's standard
+// retryer retries these.
+func (e *Emulator) ThrottleMints(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.throttleMints = n
+}
+
+// DenyMints makes the next n GetAuthorizationToken calls answer
+// AccessDeniedException.
+func (e *Emulator) DenyMints(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.denyMints = n
+}
+
+// DenyWebIdentity makes the next n AssumeRoleWithWebIdentity calls answer
+// InvalidIdentityToken.
+func (e *Emulator) DenyWebIdentity(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.denyWebIdentity = n
+}
+
+// FailRegistry makes the next n registry requests (any route; not S3)
+// answer status before authentication. 429 and 503 carry Retry-After: 1.
+func (e *Emulator) FailRegistry(n int, status int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.failRegistry = n
+	e.failStatus = status
+}
+
+// CutBlobs makes S3 close the connection after afterBytes bytes of each
+// blob body, while Content-Length still announces the full size. A
+// negative value disables cutting.
+func (e *Emulator) CutBlobs(afterBytes int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cutAfter = afterBytes
+}
+
+// StallBlobs makes S3 blob bodies stop after afterBytes bytes until release
+// is called, the client goes away or the emulator closes. release disables
+// stalling and resumes every stalled body; it may be called more than once.
+func (e *Emulator) StallBlobs(afterBytes int64) (release func()) {
+	st := &stallState{after: afterBytes, release: make(chan struct{})}
+	e.mu.Lock()
+	e.stall = st
+	e.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			e.mu.Lock()
+			if e.stall == st {
+				e.stall = nil
+			}
+			e.mu.Unlock()
+			close(st.release)
+		})
+	}
+}
+
+// ExpirePresignedURLs makes every presigned S3 URL handed out so far answer
+// 403 "Request has expired".
+func (e *Emulator) ExpirePresignedURLs() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, p := range e.presigned {
+		p.expired = true
+		e.presigned[k] = p
+	}
+}
+
+// Down closes the registry and S3 listeners and their open connections;
+// clients get connection refused until Up. The AWS API server stays up.
+func (e *Emulator) Down() error {
+	return errors.Join(e.registry.close(), e.s3.close())
+}
+
+// Up listens again on the addresses the registry and S3 had before Down.
+func (e *Emulator) Up() error {
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if err := e.registry.listen(); err != nil {
+		return err
+	}
+	return e.s3.listen()
+}
+
+// takeFault decrements *n and reports whether a fault applies.
+func takeFault(n *int) bool {
+	if *n <= 0 {
+		return false
+	}
+	*n--
+	return true
+}
