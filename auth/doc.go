@@ -29,21 +29,23 @@
 //
 // distribution v3 builds its proxy's credential store internally and
 // offers no exported way to supply another. Its remote client, however,
-// reads http.DefaultTransport for every request (the /v2/ challenge ping
-// and the repository transport alike). The command installs [Transport]
-// as http.DefaultTransport, so the token comes from this package and
-// nowhere else. Because the ping carries the token, ECR answers it 200
-// and distribution records no challenge: its own Basic handler is never
-// asked for credentials. The cost is that distribution re-pings /v2/
-// before each upstream lookup (it only caches challenges, not their
-// absence): one extra round trip per tag resolution or cache miss.
-// Avoiding it needs a change in distribution (remember an anonymous 200),
-// not a workaround here.
+// sends every upstream request through http.DefaultTransport (read per
+// request). The command installs [Transport] there, so the token comes
+// from this package and nowhere else:
 //
-// The command also sets proxy.exec to its own binary's "get" command (a
-// docker credential helper built on this package). That keeps
-// distribution from probing the upstream synchronously at start-up (which
-// panics when ECR is unreachable), and it is what distribution would use
-// should ECR ever record a challenge; the token it returns is overwritten
-// by [Transport] either way.
+//  1. distribution pings GET /v2/ anonymously once; [Transport] lets it
+//     through, ECR answers its Basic challenge, distribution records it.
+//  2. For every later request distribution's Basic handler asks its
+//     credential store, which is proxy.exec: the command points it at its
+//     own binary's hidden "get" command in placeholder mode. distribution
+//     runs it once per process (no lifetime: cached forever) and sets a
+//     placeholder Authorization header.
+//  3. [Transport] replaces that header with the live token.
+//
+// proxy.exec is used rather than proxy.username/password because those
+// make distribution probe ECR synchronously at start-up and panic when it
+// is unreachable. Outside the server, "get" is a real docker credential
+// helper that mints a token. This is the cleanest fit distribution's
+// public hooks allow; a distribution API to plug a credential store in
+// would remove the placeholder step.
 package auth

@@ -23,9 +23,12 @@ var _ tokenProvider = (*TokenSource)(nil)
 const maxPeek = 4 << 10
 
 // Transport is an http.RoundTripper that authenticates requests to one ECR
-// registry host with the token of a TokenSource. Requests to any other
-// host pass through unchanged, except that an Authorization header is
-// removed from presigned URLs (S3 refuses a request with both).
+// registry host with the token of a TokenSource, replacing any
+// Authorization header the caller set. The anonymous API version check
+// (GET /v2/ without Authorization) is sent as it is, so that clients learn
+// ECR's challenge. Requests to any other host pass through unchanged,
+// except that an Authorization header is removed from presigned URLs (S3
+// refuses a request with both).
 type Transport struct {
 	base     http.RoundTripper
 	scheme   string
@@ -97,6 +100,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return t.base.RoundTrip(req)
 	}
+	if isVersionCheck(req) {
+		// The anonymous API version check is how clients learn the auth
+		// scheme; ECR answers it with its Basic challenge.
+		resp, err := t.base.RoundTrip(req)
+		t.observer(req, resp, err)
+		return resp, err
+	}
 	tok, err := t.tokens.Token(req.Context())
 	if err != nil {
 		closeBody(req)
@@ -163,6 +173,11 @@ func refusedToken(resp *http.Response) bool {
 	default:
 		return false
 	}
+}
+
+// isVersionCheck reports whether req is an anonymous GET /v2/.
+func isVersionCheck(req *http.Request) bool {
+	return req.Method == http.MethodGet && req.URL.Path == "/v2/" && req.Header.Get("Authorization") == ""
 }
 
 // replayable reports whether req can be sent again.

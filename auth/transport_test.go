@@ -115,8 +115,11 @@ func TestTransportAuthenticatesRegistryAndNotS3(t *testing.T) {
 	api := &fakeECR{}
 	tr, _ := newTransport(t, api, reg)
 	c := &http.Client{Transport: tr}
-	if code, body := get(t, c, reg.srv.URL+"/v2/"); code != 200 || body != "ok" {
-		t.Errorf("GET /v2/ = %d %q, want 200 ok", code, body)
+	if code, _ := get(t, c, reg.srv.URL+"/v2/"); code != http.StatusUnauthorized {
+		t.Errorf("anonymous GET /v2/ = %d, want ECR's 401 challenge", code)
+	}
+	if code, body := get(t, c, reg.srv.URL+"/v2/team/app/manifests/1"); code != 200 || body != "ok" {
+		t.Errorf("GET manifest = %d %q, want 200 ok", code, body)
 	}
 	if code, body := get(t, c, reg.srv.URL+"/v2/team/app/blobs/sha256:aa"); code != 200 || body != "blob bytes" {
 		t.Errorf("blob GET through the S3 redirect = %d %q, want 200 blob bytes", code, body)
@@ -245,7 +248,7 @@ func TestTransportFailsWithoutToken(t *testing.T) {
 	reg := newFakeRegistry(t)
 	denied := errors.New("AccessDeniedException: not allowed")
 	tr, _ := newTransport(t, &fakeECR{fail: func(int) error { return denied }}, reg)
-	_, err := (&http.Client{Transport: tr}).Get(reg.srv.URL + "/v2/")
+	_, err := (&http.Client{Transport: tr}).Get(reg.srv.URL + "/v2/team/app/tags/list")
 	if !errors.Is(err, denied) {
 		t.Errorf("error = %v, want it to wrap the mint error", err)
 	}

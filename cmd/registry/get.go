@@ -30,6 +30,15 @@ func newGetCmd() *cobra.Command {
 	}
 }
 
+// placeholderEnv, set by serve for its own children, makes "get" print a
+// placeholder credential: the server's auth.Transport replaces it with the
+// live token on every request (see package auth).
+const placeholderEnv = "ECR_PROXY_EXEC_PLACEHOLDER"
+
+// placeholderSecret is what "get" prints in placeholder mode. It is not a
+// credential and ECR would refuse it.
+const placeholderSecret = "set-by-ecr-proxy-transport"
+
 func credentialHelperGet(cmd *cobra.Command, in io.Reader, out io.Writer) error {
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && err != io.EOF {
@@ -38,6 +47,9 @@ func credentialHelperGet(cmd *cobra.Command, in io.Reader, out io.Writer) error 
 	host := strings.TrimSpace(line)
 	if host == "" {
 		return fmt.Errorf("read registry host: empty input")
+	}
+	if os.Getenv(placeholderEnv) == "1" {
+		return writeCredentials(out, host, "AWS", placeholderSecret)
 	}
 	region, err := ecrauth.ResolveRegion("", os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"), host)
 	if err != nil {
@@ -56,9 +68,14 @@ func credentialHelperGet(cmd *cobra.Command, in io.Reader, out io.Writer) error 
 	if err != nil {
 		return err
 	}
+	return writeCredentials(out, host, tok.Username, tok.Password)
+}
+
+// writeCredentials prints the helper protocol's answer to "get".
+func writeCredentials(out io.Writer, host, user, secret string) error {
 	return json.NewEncoder(out).Encode(struct {
 		ServerURL string
 		Username  string
 		Secret    string
-	}{host, tok.Username, tok.Password})
+	}{host, user, secret})
 }

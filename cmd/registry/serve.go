@@ -57,9 +57,12 @@ func serve(ctx context.Context, s *settings) error {
 	if err != nil {
 		return fmt.Errorf("locate own executable for proxy.exec: %w", err)
 	}
-	// See package auth: this keeps distribution from probing ECR at start
-	// and is never asked for a credential while Transport authenticates.
+	// See package auth: distribution gets a placeholder credential from
+	// this binary's "get" once, and auth.Transport replaces it.
 	s.dist.Proxy.Exec = &configuration.ExecConfig{Command: self}
+	if err := os.Setenv(placeholderEnv, "1"); err != nil {
+		return fmt.Errorf("set %s: %w", placeholderEnv, err)
+	}
 
 	awsCfg, err := loadAWSConfig(ctx, s.region)
 	if err != nil {

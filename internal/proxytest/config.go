@@ -54,6 +54,7 @@ storage:
       enabled: false
 http:
   addr: 127.0.0.1:0
+  draintimeout: 30s
   debug:
     addr: 127.0.0.1:0
     prometheus:

@@ -144,12 +144,17 @@ type logBuffer struct {
 	buf     bytes.Buffer
 	partial []byte
 	lines   chan string
+	changed chan struct{} // closed and replaced on every write
 }
 
 func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf.Write(p)
+	if b.changed != nil {
+		close(b.changed)
+	}
+	b.changed = make(chan struct{})
 	b.partial = append(b.partial, p...)
 	for {
 		i := bytes.IndexByte(b.partial, '\n')
@@ -170,6 +175,51 @@ func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// waitChange returns the output so far and a channel closed at the next write.
+func (b *logBuffer) waitChange() (string, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.buf.String(), b.changed
+}
+
+// WaitForLog blocks until the process prints a line containing every one
+// of subs, and returns that line; or until ctx ends or the process exits.
+func (p *Proxy) WaitForLog(ctx context.Context, subs ...string) (string, error) {
+	for {
+		out, changed := p.logs.waitChange()
+		if line, ok := findLine(out, subs); ok {
+			return line, nil
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			out, _ := p.logs.waitChange()
+			if line, ok := findLine(out, subs); ok {
+				return line, nil
+			}
+			return "", fmt.Errorf("proxy exited without logging %q", subs)
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for a log line with %q: %w", subs, ctx.Err())
+		}
+	}
+}
+
+func findLine(out string, subs []string) (string, bool) {
+next:
+	for _, l := range strings.Split(out, "\n") {
+		for _, s := range subs {
+			if !strings.Contains(l, s) {
+				continue next
+			}
+		}
+		return l, true
+	}
+	return "", false
 }
 
 // Lines returns the output so far split into lines.

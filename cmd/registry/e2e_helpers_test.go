@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sirupsen/logrus"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
+	"github.com/ecr-proxy/ecr-proxy/internal/proxytest"
+)
+
+// proxyBinary is the proxy built once for the package's tests.
+var proxyBinary string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	// The emulator's distribution logs through logrus' global logger.
+	logrus.SetOutput(io.Discard)
+	dir, err := os.MkdirTemp("", "ecr-proxy-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	proxyBinary, err = proxytest.Build(context.Background(), dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// hermeticEnv is the base environment of a proxy child: no credentials,
+// no shared files, no instance metadata, traffic to loopback only.
+func hermeticEnv(t *testing.T) []string {
+	t.Helper()
+	home := t.TempDir()
+	return []string{
+		"HOME=" + home,
+		"AWS_CONFIG_FILE=" + filepath.Join(home, "no-config"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "no-credentials"),
+		"OTEL_TRACES_EXPORTER=none",
+	}
+}
+
+// proxyOpts describe one proxy started by startProxy.
+type proxyOpts struct {
+	env      []string // replaces emu.Env() when set
+	cacheDir string   // default: a new temp dir
+	config   proxytest.ConfigOptions
+}
+
+// startProxy runs the proxy in front of emu and stops it at cleanup.
+func startProxy(t *testing.T, emu *ecrtest.Emulator, o proxyOpts) *proxytest.Proxy {
+	t.Helper()
+	if o.cacheDir == "" {
+		o.cacheDir = t.TempDir()
+	}
+	c := o.config
+	c.RemoteURL = emu.RegistryURL()
+	c.RootDirectory = o.cacheDir
+	if c.Region == "" {
+		c.Region = emu.Region()
+	}
+	cfgPath, err := proxytest.WriteConfig(t.TempDir(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := o.env
+	if env == nil {
+		env = emu.Env()
+	}
+	p, err := proxytest.Start(t.Context(), proxytest.Config{
+		Binary: proxyBinary,
+		Args:   []string{"serve", cfgPath},
+		Env:    append(hermeticEnv(t), env...),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("stop proxy: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("proxy output:\n%s", p.Logs())
+		}
+	})
+	return p
+}
+
+// seedImage puts a random image of the given media type into emu and
+// returns its digest.
+func seedImage(t *testing.T, emu *ecrtest.Emulator, ref string, layers int, size int64, mt types.MediaType) string {
+	t.Helper()
+	d, _ := seedImageContent(t, emu, ref, layers, size, mt)
+	return d
+}
+
+// seedImageContent is seedImage returning also what a pull must return.
+func seedImageContent(t *testing.T, emu *ecrtest.Emulator, ref string, layers int, size int64, mt types.MediaType) (string, pulled) {
+	t.Helper()
+	img, err := ecrtest.RandomImage(layers, size, mt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := readImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := emu.Seed(t.Context(), ref, img)
+	if err != nil {
+		t.Fatalf("seed %s: %v", ref, err)
+	}
+	return d, want
+}
+
+// pulled is what a pull through the proxy returned.
+type pulled struct {
+	digest   string
+	manifest []byte
+	layers   []string // digests of the layers read, in order
+}
+
+// pullImage pulls ref ("repo:tag" or "repo@digest") from the proxy with
+// go-containerregistry, reading every layer; go-containerregistry checks
+// each blob's digest as it reads.
+func pullImage(ctx context.Context, p *proxytest.Proxy, ref string) (pulled, error) {
+	r, err := name.ParseReference(p.Addr+"/"+ref, name.Insecure)
+	if err != nil {
+		return pulled{}, err
+	}
+	img, err := remote.Image(r, remote.WithContext(ctx))
+	if err != nil {
+		return pulled{}, err
+	}
+	return readImage(img)
+}
+
+func readImage(img v1.Image) (pulled, error) {
+	var out pulled
+	d, err := img.Digest()
+	if err != nil {
+		return out, err
+	}
+	out.digest = d.String()
+	if out.manifest, err = img.RawManifest(); err != nil {
+		return out, err
+	}
+	if _, err := img.RawConfigFile(); err != nil {
+		return out, fmt.Errorf("config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return out, err
+	}
+	for _, l := range layers {
+		ld, err := l.Digest()
+		if err != nil {
+			return out, err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return out, fmt.Errorf("layer %s: %w", ld, err)
+		}
+		_, err = io.Copy(io.Discard, rc)
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return out, fmt.Errorf("layer %s: %w", ld, err)
+		}
+		out.layers = append(out.layers, ld.String())
+	}
+	return out, nil
+}
+
+// mustPull pulls and checks the digest.
+func mustPull(t *testing.T, p *proxytest.Proxy, ref, wantDigest string) pulled {
+	t.Helper()
+	got, err := pullImage(t.Context(), p, ref)
+	if err != nil {
+		t.Fatalf("pull %s: %v", ref, err)
+	}
+	if got.digest != wantDigest {
+		t.Fatalf("pull %s: digest %s, want %s", ref, got.digest, wantDigest)
+	}
+	return got
+}
+
+// reservePort returns a loopback address nothing listens on.
+func reservePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// replaceEnv returns env with key set to value.
+func replaceEnv(env []string, key, value string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, key+"="+value)
+}
+
+// withoutEnv returns env without the given keys.
+func withoutEnv(env []string, keys ...string) []string {
+	out := make([]string, 0, len(env))
+next:
+	for _, kv := range env {
+		for _, k := range keys {
+			if strings.HasPrefix(kv, k+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+var errNoLine = errors.New("no such log line")
+
+// logLine returns the first line of the proxy's output containing all subs.
+func logLine(p *proxytest.Proxy, subs ...string) (string, error) {
+next:
+	for _, l := range p.Lines() {
+		for _, s := range subs {
+			if !strings.Contains(l, s) {
+				continue next
+			}
+		}
+		return l, nil
+	}
+	return "", fmt.Errorf("%w containing %q", errNoLine, subs)
+}
