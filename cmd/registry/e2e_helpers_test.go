@@ -12,10 +12,10 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/sirupsen/logrus"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sirupsen/logrus"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
 	"github.com/ecr-proxy/ecr-proxy/internal/proxytest"

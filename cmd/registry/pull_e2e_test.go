@@ -305,4 +305,3 @@ func TestCredentialSources(t *testing.T) {
 		})
 	}
 }
-
