@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The project's tests: formatting, go vet, golangci-lint, every package's
+# tests with the race detector, a bounded run of each fuzz target, and the
+# OCI distribution-spec conformance suite against the proxy in front of the
+# ECR emulator. Needs only Go; installs the pinned linter when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GOLANGCI_LINT_VERSION=v2.15.0
+FUZZTIME=${FUZZTIME:-10s}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted"
+  exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "golangci-lint $GOLANGCI_LINT_VERSION"
+lint="$(go env GOPATH)/bin/golangci-lint"
+if ! "$lint" version 2>/dev/null | grep -q "${GOLANGCI_LINT_VERSION#v}"; then
+  go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
+fi
+"$lint" run ./...
+
+step "go test -race (storage-driver conformance suite in -short mode)"
+go test -race -short -count=1 -timeout 20m ./...
+
+step "fuzz targets, $FUZZTIME each"
+go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
+  grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | while read -r target; do
+    echo "--- $pkg $target"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
+  done
+done
+
+if [ -d conformance ]; then
+  step "OCI distribution-spec conformance suite"
+  go run ./conformance
+fi
