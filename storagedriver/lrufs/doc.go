@@ -1,0 +1,84 @@
+// Package lrufs is a distribution storage driver, registered as
+// "lrufilesystem", that stores exactly like distribution's "filesystem"
+// driver and keeps the blob data under a size bound by deleting the least
+// recently used blobs. It is meant for a pull-through cache, where any
+// deleted blob is fetched again from upstream on the next pull.
+//
+// # Configuration
+//
+//	storage:
+//	  lrufilesystem:
+//	    rootdirectory: /var/lib/registry  # default
+//	    maxsize: 75g       # bytes, or k/m/g/t (powers of 1024); 0 or unset: unbounded
+//	    lowwater: 0.9      # evict down to this fraction (or "90%") of maxsize
+//	    maxthreads: 100    # as the filesystem driver
+//
+// Keep storage.cache.blobdescriptor off: a descriptor cache goes on
+// describing evicted blobs, and distribution then serves them as empty bodies.
+//
+// # What is accounted
+//
+// Only blob data counts: every /docker/registry/v2/blobs/<alg>/<xx>/<hex>/data
+// file (layers, configs and manifests). Links, uploads in progress and the
+// scheduler state do not. A blob enters the index when distribution moves an
+// upload into place (Move to …/data) or writes a manifest (PutContent of
+// …/data); a Reader or GetContent of its data counts as a use, as does a
+// write. Evicting a blob deletes its directory …/blobs/<alg>/<xx>/<hex>, as
+// storage.Vacuum.RemoveBlob does; the repository links stay behind and
+// distribution refetches the blob when a link leads to missing data.
+//
+// # When eviction runs
+//
+// Ahead of a write that would cross maxsize: Move and PutContent of blob data
+// first evict, least recently used first, until the index plus the new blob
+// fits under lowwater×maxsize, then write. A blob larger than maxsize on its
+// own is refused with ErrBlobTooLarge (the proxy then serves it without
+// caching it). Deletes run while the index lock is held, so that no reader
+// can open a blob between its selection and its deletion.
+//
+// # Readers and writers in progress
+//
+// A Reader of blob data holds a reference on its blob until Close, as does a
+// write to it; eviction skips referenced blobs, so a reader never sees a blob
+// vanish or shrink. distribution's file reader reopens the file after a seek,
+// so this matters beyond the first open. If busy blobs keep the cache over
+// maxsize, eviction runs again when a reference is released.
+//
+// # Disk full
+//
+// distribution's proxy streams a miss to the client and into an upload
+// through io.MultiWriter, which stops at the first write error. So writers of
+// uploads (…/_uploads/<uuid>/data) swallow write errors such as ENOSPC: they
+// remember the first, report the data as written, and fail Commit with it.
+// The client gets all its bytes and the blob is not cached. maxsize should
+// leave room on the disk for the uploads in flight, which are not accounted.
+//
+// # Restart, and why there is no journal
+//
+// The last use of a blob is recorded as its data file's modification time
+// (os.Chtimes), at most once per TouchInterval (one minute) per blob so that
+// hot reads cost no syscall. New rebuilds the index by reading the blob
+// directories with os.ReadDir and stat'ing each data file: about 1.4 s
+// for 100,000 blobs on a warm page cache. A journal file inside rootdirectory would break
+// distribution's driver conformance suite (List("/") must be empty after
+// every test) and could go stale under an external garbage-collect; file
+// times cannot.
+//
+// # Garbage collection and other processes
+//
+// Delete through the driver (garbage-collect, the TTL scheduler, the upload
+// purger) drops the blobs under the path from the index. garbage-collect runs
+// in its own process with its own Driver instance; the serving process notices
+// blobs deleted behind its back lazily: a Stat, Reader or GetContent of blob
+// data that finds the file missing drops it from the index, and a blob found
+// on disk but not in the index is indexed at its first read. A restart
+// rebuilds the exact state.
+//
+// # Metrics
+//
+// Registered once with the default Prometheus registry, which distribution's
+// debug server serves: ecrproxy_cache_size_bytes and ecrproxy_cache_blobs
+// (gauges of the most recently created Driver in the process),
+// ecrproxy_cache_evictions_total, ecrproxy_cache_evicted_bytes_total and
+// ecrproxy_cache_blob_reads_total (counters over all Drivers).
+package lrufs

@@ -1,0 +1,65 @@
+package lrufs
+
+import (
+	"path"
+	"strings"
+)
+
+// blobsRoot is the directory of all blob data in distribution's layout
+// (registry/storage/paths.go).
+const blobsRoot = "/docker/registry/v2/blobs"
+
+// blobKey identifies a blob in the index: "<algorithm>/<hex>".
+type blobKey string
+
+// blobDataKey reports whether p is a blob data file,
+// /docker/registry/v2/blobs/<alg>/<hex[:2]>/<hex>/data, and returns its key.
+func blobDataKey(p string) (blobKey, bool) {
+	rest, ok := strings.CutPrefix(p, blobsRoot+"/")
+	if !ok {
+		return "", false
+	}
+	rest, ok = strings.CutSuffix(rest, "/data")
+	if !ok {
+		return "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 {
+		return "", false
+	}
+	return keyOf(parts[0], parts[1], parts[2])
+}
+
+// keyOf validates the three directory names of a blob and returns its key.
+func keyOf(alg, prefix, hex string) (blobKey, bool) {
+	if alg == "" || len(prefix) != 2 || len(hex) < 2 || hex[:2] != prefix {
+		return "", false
+	}
+	return blobKey(alg + "/" + hex), true
+}
+
+// dir returns the blob's directory, the path storage.Vacuum.RemoveBlob deletes.
+func (k blobKey) dir() string {
+	alg, hex, _ := strings.Cut(string(k), "/")
+	return path.Join(blobsRoot, alg, hex[:2], hex)
+}
+
+// dataPath returns the path of the blob's data file.
+func (k blobKey) dataPath() string {
+	return k.dir() + "/data"
+}
+
+// isUploadPath reports whether p lies in a repository's _uploads directory,
+// where distribution writes blobs before moving them into place.
+func isUploadPath(p string) bool {
+	return strings.Contains(p, "/_uploads/")
+}
+
+// covers reports whether deleting the path del removes the path p (del is p
+// or one of its ancestors).
+func covers(del, p string) bool {
+	if del == "/" || del == p {
+		return true
+	}
+	return strings.HasPrefix(p, del+"/")
+}
