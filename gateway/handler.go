@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Option configures the gateway handler.
@@ -14,7 +17,9 @@ func WithUpstream(u *Upstream) Option { return func(h *handler) { h.upstream = u
 
 // New returns the outer handler around next, distribution's registry.
 func New(next http.Handler, opts ...Option) http.Handler {
-	h := &handler{next: next}
+	discard := logrus.New()
+	discard.Out = io.Discard
+	h := &handler{next: next, upstream: NewUpstream(), log: discard}
 	for _, o := range opts {
 		o(h)
 	}
@@ -24,17 +29,33 @@ func New(next http.Handler, opts ...Option) http.Handler {
 type handler struct {
 	next     http.Handler
 	upstream *Upstream
+	probe    ProbeFunc
+	log      logrus.FieldLogger
+}
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l logrus.FieldLogger) Option {
+	return func(h *handler) {
+		if l != nil {
+			h.log = l
+		}
+	}
 }
 
 var _ http.Handler = (*handler)(nil)
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.upstream == nil || !isContentRead(r) {
+	if h.serveHealth(w, r) {
+		return
+	}
+	if !isContentRead(r) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	hw := &honestWriter{ResponseWriter: w, upstream: h.upstream, start: time.Now()}
-	h.next.ServeHTTP(hw, r)
+	ctx, rec := withRecorder(r.Context())
+	rw := &readWriter{ResponseWriter: w, upstream: h.upstream, start: time.Now(), rec: rec,
+		content: !strings.HasSuffix(r.URL.Path, "/tags/list")}
+	h.next.ServeHTTP(rw, r.WithContext(ctx))
 }
 
 // isContentRead reports whether r reads a manifest, blob or tag list.
@@ -47,21 +68,32 @@ func isContentRead(r *http.Request) bool {
 		(strings.Contains(p, "/manifests/") || strings.Contains(p, "/blobs/") || strings.HasSuffix(p, "/tags/list"))
 }
 
-// honestWriter replaces a failure answered while the upstream was failing
-// with 503 UNAVAILABLE, and drops the body distribution writes after it.
-type honestWriter struct {
+// readWriter wraps the response to a content read. It replaces a failure
+// answered while the upstream was failing with 503 UNAVAILABLE (dropping
+// the body distribution writes after it), and marks manifests and blobs
+// served with X-Cache-Status.
+type readWriter struct {
 	http.ResponseWriter
 	upstream    *Upstream
 	start       time.Time
+	rec         *fetchRecorder
+	content     bool // a manifest or blob, not a tag list
 	wroteHeader bool
 	replaced    bool
 }
 
-func (w *honestWriter) WriteHeader(code int) {
+func (w *readWriter) WriteHeader(code int) {
 	if w.wroteHeader {
 		return
 	}
 	w.wroteHeader = true
+	if w.content && code >= 200 && code < 300 {
+		status := "HIT"
+		if w.rec.fetched.Load() {
+			status = "MISS"
+		}
+		w.Header().Set(CacheStatusHeader, status)
+	}
 	if (code == http.StatusNotFound || code >= http.StatusInternalServerError) && w.upstream.FailedSince(w.start) {
 		w.replaced = true
 		for k := range w.Header() {
@@ -74,7 +106,7 @@ func (w *honestWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *honestWriter) Write(p []byte) (int, error) {
+func (w *readWriter) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -85,10 +117,10 @@ func (w *honestWriter) Write(p []byte) (int, error) {
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (w *honestWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *readWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Flush forwards to the underlying writer unless the answer was replaced.
-func (w *honestWriter) Flush() {
+func (w *readWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok && !w.replaced {
 		f.Flush()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -22,6 +23,9 @@ type ecrSettings struct {
 	Region string `yaml:"region"`
 	// RenewInterval is the longest a token is used before renewal.
 	RenewInterval time.Duration `yaml:"renewinterval"`
+	// Resolver is the DNS server (ip:port) used for upstream host names;
+	// empty means the system resolver.
+	Resolver string `yaml:"resolver"`
 }
 
 // settings is the whole configuration of the serve command.
@@ -30,46 +34,65 @@ type settings struct {
 	ecr  ecrSettings
 	// region is the resolved region.
 	region string
+	// notes are messages for the log, once it is configured.
+	notes []string
 }
 
 // configPath returns the configuration file named by args or by
-// REGISTRY_CONFIGURATION_PATH, as distribution does.
-func configPath(args []string) (string, error) {
+// REGISTRY_CONFIGURATION_PATH, as distribution does, or "" when there is
+// none and the seed's ECR variable configures the proxy alone.
+func configPath(args []string, lookup lookupFunc) (string, error) {
 	if len(args) > 0 {
 		return args[0], nil
 	}
-	if p := os.Getenv("REGISTRY_CONFIGURATION_PATH"); p != "" {
+	if p, ok := lookup("REGISTRY_CONFIGURATION_PATH"); ok && p != "" {
 		return p, nil
 	}
-	return "", errors.New("configuration path unspecified: give it as the argument or in REGISTRY_CONFIGURATION_PATH")
+	if v, ok := lookup(envECR); ok && strings.TrimSpace(v) != "" {
+		return "", nil
+	}
+	return "", errors.New("no configuration: give a configuration file (or REGISTRY_CONFIGURATION_PATH), " +
+		"or set ECR and PORT to configure the proxy from the environment")
 }
 
-// loadSettings reads the configuration file, applies distribution's
-// REGISTRY_* overrides and checks everything ecr-proxy depends on.
-func loadSettings(path string) (*settings, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read configuration: %w", err)
+// loadSettings reads the configuration file (path "" means the built-in
+// base for environment-only use), applies the seed's variables and
+// distribution's REGISTRY_* overrides, and checks everything ecr-proxy
+// depends on. Errors name the key or variable and the value.
+func loadSettings(path string, lookup lookupFunc) (*settings, error) {
+	raw := []byte(envOnlyBase)
+	source := "environment"
+	if path != "" {
+		var err error
+		if raw, err = os.ReadFile(path); err != nil { //nolint:gosec // the operator's configuration file
+			return nil, fmt.Errorf("read configuration: %w", err)
+		}
+		source = path
 	}
 	dist, err := configuration.Parse(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", path, err)
+		return nil, fmt.Errorf("parse %s: %w", source, err)
 	}
 	var doc struct {
 		ECR ecrSettings `yaml:"ecr"`
 	}
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("parse %s: ecr: %w", path, err)
+		return nil, fmt.Errorf("parse %s: ecr: %w", source, err)
 	}
 	s := &settings{dist: dist, ecr: doc.ECR}
-	if err := s.check(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	env := &seedEnv{lookup: lookup}
+	if err := env.apply(s, path == ""); err != nil {
+		return nil, err
+	}
+	s.notes = env.notes
+	if err := s.check(lookup); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return s, nil
 }
 
 // check validates the configuration; each error names the key and value.
-func (s *settings) check() error {
+func (s *settings) check(lookup lookupFunc) error {
 	p := s.dist.Proxy
 	if p.RemoteURL == "" {
 		return errors.New("proxy.remoteurl is required: the ECR registry URL, such as https://123456789012.dkr.ecr.eu-west-1.amazonaws.com")
@@ -91,7 +114,9 @@ func (s *settings) check() error {
 	if s.ecr.RenewInterval < 0 {
 		return fmt.Errorf("ecr.renewinterval %q: want a positive duration such as 6h", s.ecr.RenewInterval)
 	}
-	region, err := ecrauth.ResolveRegion(s.ecr.Region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"), p.RemoteURL)
+	awsRegion, _ := lookup("AWS_REGION")
+	awsDefaultRegion, _ := lookup("AWS_DEFAULT_REGION")
+	region, err := ecrauth.ResolveRegion(s.ecr.Region, awsRegion, awsDefaultRegion, p.RemoteURL)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func TestLoadSettingsRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := loadSettings(writeFile(t, tt.yaml))
+			_, err := loadSettings(writeFile(t, tt.yaml), os.LookupEnv)
 			if err == nil {
 				t.Fatal("loadSettings succeeded")
 			}
@@ -68,7 +68,7 @@ func TestLoadSettingsRejects(t *testing.T) {
 
 func TestLoadSettings(t *testing.T) {
 	clearRegionEnv(t)
-	s, err := loadSettings(writeFile(t, validBase+"ecr:\n  renewinterval: 2h\n"))
+	s, err := loadSettings(writeFile(t, validBase+"ecr:\n  renewinterval: 2h\n"), os.LookupEnv)
 	if err != nil {
 		t.Fatalf("loadSettings: %v", err)
 	}
@@ -77,7 +77,7 @@ func TestLoadSettings(t *testing.T) {
 	}
 	t.Setenv("AWS_REGION", "us-east-2")
 	t.Setenv("REGISTRY_PROXY_REMOTEURL", "https://210987654321.dkr.ecr.ap-south-1.amazonaws.com")
-	s, err = loadSettings(writeFile(t, validBase))
+	s, err = loadSettings(writeFile(t, validBase), os.LookupEnv)
 	if err != nil {
 		t.Fatalf("loadSettings with overrides: %v", err)
 	}
@@ -88,7 +88,7 @@ func TestLoadSettings(t *testing.T) {
 
 func TestExampleConfigIsAccepted(t *testing.T) {
 	clearRegionEnv(t)
-	s, err := loadSettings(filepath.Join("..", "..", "config.yml.example"))
+	s, err := loadSettings(filepath.Join("..", "..", "config.yml.example"), os.LookupEnv)
 	if err != nil {
 		t.Fatalf("config.yml.example: %v", err)
 	}

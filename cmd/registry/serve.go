@@ -32,11 +32,11 @@ func newServeCmd() *cobra.Command {
 		Short:        "serve pulls from ECR through the local cache, and pushes to ECR",
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := configPath(args)
+			path, err := configPath(args, os.LookupEnv)
 			if err != nil {
 				return err
 			}
-			s, err := loadSettings(path)
+			s, err := loadSettings(path, os.LookupEnv)
 			if err != nil {
 				return err
 			}
@@ -76,6 +76,7 @@ func serve(ctx context.Context, s *settings) error {
 	}
 	upstream := gateway.NewUpstream()
 	transport, err := ecrauth.NewTransport(s.dist.Proxy.RemoteURL, tokens,
+		ecrauth.WithBase(upstreamTransport(s.ecr.Resolver)),
 		ecrauth.WithRoundTripObserver(upstream.Observe))
 	if err != nil {
 		return err
@@ -84,8 +85,16 @@ func serve(ctx context.Context, s *settings) error {
 	// request: this is where ECR tokens enter it.
 	http.DefaultTransport = transport
 
+	// The gateway is the outermost handler of the chain distribution
+	// builds; runServer serves it (see server.go for why not
+	// distribution's ListenAndServe).
+	var handler http.Handler
 	registry.RegisterHandler(func(_ *configuration.Configuration, next http.Handler) http.Handler {
-		return gateway.New(next, gateway.WithUpstream(upstream))
+		handler = gateway.New(next,
+			gateway.WithUpstream(upstream),
+			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, transport)),
+			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")))
+		return handler
 	})
 
 	reg, err := registry.NewRegistry(ctx, s.dist) // configures logrus from log:
@@ -94,6 +103,9 @@ func serve(ctx context.Context, s *settings) error {
 	}
 	log := logrus.StandardLogger()
 	log.WithFields(logrus.Fields{"registry": s.dist.Proxy.RemoteURL, "region": s.region}).Info("ecr-proxy starting")
+	for _, note := range s.notes {
+		log.Info(note)
+	}
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -101,7 +113,32 @@ func serve(ctx context.Context, s *settings) error {
 	go func() { _ = tokens.Run(runCtx) }()
 	startDebugServer(s.dist, log)
 
-	return reg.ListenAndServe()
+	err = runServer(ctx, s.dist, handler, log)
+	if serr := reg.Shutdown(context.WithoutCancel(ctx)); serr != nil {
+		log.WithError(serr).Warn("registry shutdown")
+	}
+	return err
+}
+
+// pingProbe checks that ECR answers its API version check (any answer
+// below 500, its 401 challenge included, means reachable).
+func pingProbe(registryURL string, rt http.RoundTripper) gateway.ProbeFunc {
+	client := &http.Client{Transport: rt}
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, registryURL+"/v2/", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode >= http.StatusInternalServerError {
+			return fmt.Errorf("ECR answered %s", resp.Status)
+		}
+		return nil
+	}
 }
 
 // loadAWSConfig loads the standard credential chain (env keys, shared
