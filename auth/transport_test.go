@@ -248,7 +248,10 @@ func TestTransportFailsWithoutToken(t *testing.T) {
 	reg := newFakeRegistry(t)
 	denied := errors.New("AccessDeniedException: not allowed")
 	tr, _ := newTransport(t, &fakeECR{fail: func(int) error { return denied }}, reg)
-	_, err := (&http.Client{Transport: tr}).Get(reg.srv.URL + "/v2/team/app/tags/list")
+	resp, err := (&http.Client{Transport: tr}).Get(reg.srv.URL + "/v2/team/app/tags/list")
+	if err == nil {
+		drain(resp)
+	}
 	if !errors.Is(err, denied) {
 		t.Errorf("error = %v, want it to wrap the mint error", err)
 	}

@@ -92,7 +92,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 				p.Addr = m[1]
 			}
 		case <-p.done:
-			return nil, fmt.Errorf("proxy exited before listening (%v):\n%s", p.err, logs.String())
+			return nil, fmt.Errorf("proxy exited before listening (%w):\n%s", p.err, logs.String())
 		case <-timer.C:
 			_ = p.Stop()
 			return nil, fmt.Errorf("proxy did not listen within %v:\n%s", cfg.StartTimeout, logs.String())

@@ -82,7 +82,7 @@ func (w *blobWriter) Commit(ctx context.Context) error {
 		return err
 	}
 	w.committed = true
-	w.d.idx.insert(ctx, w.key, w.FileWriter.Size())
+	w.d.idx.insert(ctx, w.key, w.Size())
 	return nil
 }
 
