@@ -1,0 +1,41 @@
+// Package pullthrough fixes, from outside, how distribution's proxy pulls
+// blobs and tags from ECR. It is installed as two distribution
+// middlewares: a registry middleware, which only captures the local
+// namespace (the cache the proxy reads first), and a repository
+// middleware, which wraps each proxied repository's blob store and tag
+// service.
+//
+// Blobs. distribution's proxy downloads a cold blob once per concurrent
+// client and streams nothing it shares, downloads a whole blob to answer
+// a HEAD, ignores Range on a miss, and cannot tell a cut upstream body
+// from a complete one. Here:
+//
+//   - A cache hit is served by the local store as before (Range, HEAD and
+//     conditional requests included).
+//   - A HEAD on a miss is answered from ECR's HEAD: no download.
+//   - A GET on a miss joins the one download in flight for that
+//     repository and digest, or starts it. The download is spooled to a
+//     temporary file as it arrives and every client reads that file as it
+//     grows, so all get their first bytes before the download ends; a
+//     client that asked for a Range gets 206 with just that range once its
+//     bytes arrive, while the whole blob is still downloaded and cached.
+//     The download runs detached from any client: one that goes away
+//     stops only its own copy.
+//   - The download is checked (length and digest) before the blob is
+//     committed to the local store; a body that is cut or stalls past the
+//     fetch timeout, or does not match its digest, fails every client that
+//     is reading it by closing its connection short of the announced
+//     Content-Length (a client sees an error, never a short body that looks
+//     complete), and nothing is cached.
+//   - Upstream failures become the registry errors a client can act on:
+//     404 BLOB_UNKNOWN, 429 TOOMANYREQUESTS, 503 UNAVAILABLE; the details
+//     go to the log, not to the client.
+//
+// Tags. With a revalidation window (tagttl), a tag resolved from ECR less
+// than the window ago is served from the local store without asking ECR
+// again, for users whose tags are immutable or who accept that delay.
+//
+// What is not done: blobs cached here are not handed to distribution's TTL
+// scheduler (size is bounded by the storage driver instead), and
+// distribution's notification events are not sent for them.
+package pullthrough

@@ -1,0 +1,45 @@
+package pullthrough
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
+)
+
+var (
+	// ErrNoLocalStore is returned when the repository middleware runs
+	// before the registry middleware captured the local namespace.
+	ErrNoLocalStore = errors.New("pullthrough: local namespace not captured; is the registry middleware configured?")
+
+	errTruncated = errors.New("upstream body ended before its announced length")
+	errDigest    = errors.New("upstream body does not match its digest")
+)
+
+// upstreamStatusError is a non-success answer of ECR.
+type upstreamStatusError struct {
+	status int
+}
+
+func (e *upstreamStatusError) Error() string {
+	return fmt.Sprintf("upstream answered %d %s", e.status, http.StatusText(e.status))
+}
+
+// clientError turns an upstream failure into the registry error the
+// client gets: never an internal address, URL or dial error.
+func clientError(err error, dgst digest.Digest) error {
+	var se *upstreamStatusError
+	if errors.As(err, &se) {
+		switch {
+		case se.status == http.StatusNotFound:
+			return errcode.ErrorCodeBlobUnknown.WithDetail(dgst)
+		case se.status == http.StatusTooManyRequests:
+			return errcode.ErrorCodeTooManyRequests.WithMessage("the upstream registry is rate limiting; retry later")
+		case se.status == http.StatusUnauthorized || se.status == http.StatusForbidden:
+			return errcode.ErrorCodeDenied.WithMessage("the upstream registry refused the proxy's credentials for this content")
+		}
+	}
+	return errcode.ErrorCodeUnavailable.WithMessage("the upstream registry is unavailable and this content is not cached; retry later")
+}

@@ -1,0 +1,304 @@
+package pullthrough
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/distribution/distribution/v3"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// copyBuffer is the unit of spooling and of serving.
+const copyBuffer = 256 << 10
+
+// flight is one download of a blob from ECR, shared by every client that
+// asks for it while it runs. Its bytes are spooled to a file that the
+// clients read as it grows.
+type flight struct {
+	key  string
+	name reference.Named
+	dgst digest.Digest
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at every change
+	started bool          // the spool exists and size is final
+	size    int64         // -1 when unknown
+	spool   string
+	written int64
+	done    bool
+	err     error
+	waiters int
+}
+
+// update changes the flight under its lock and wakes its readers.
+func (f *flight) update(change func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change()
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// state is a snapshot of the flight and a channel closed at its next change.
+func (f *flight) state() (started, done bool, written int64, err error, changed <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.started, f.done, f.written, f.err, f.changed
+}
+
+// join returns the download of name@dgst in flight, starting it if there
+// is none. Every join must be followed by a leave.
+func (p *Puller) join(ctx context.Context, name reference.Named, dgst digest.Digest, size int64, local distribution.BlobStore) *flight {
+	key := name.Name() + "@" + dgst.String()
+	p.mu.Lock()
+	f, ok := p.flights[key]
+	if !ok {
+		f = &flight{key: key, name: name, dgst: dgst, size: size, changed: make(chan struct{})}
+		p.flights[key] = f
+	}
+	f.waiters++
+	p.mu.Unlock()
+	if !ok {
+		p.observer.FlightStarted()
+		p.fetches.Add(1)
+		go p.fetch(context.WithoutCancel(ctx), f, local)
+	}
+	p.observer.WaitersChanged(1)
+	return f
+}
+
+// leave ends a client's use of f; the last one out of a finished flight
+// removes its spool.
+func (p *Puller) leave(f *flight) {
+	p.observer.WaitersChanged(-1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f.waiters--
+	if f.waiters == 0 && p.flights[f.key] != f {
+		f.removeSpool()
+	}
+}
+
+func (f *flight) removeSpool() {
+	if f.spool != "" {
+		_ = os.Remove(f.spool)
+	}
+}
+
+// fetch downloads the blob, then commits it to the local store, detached
+// from every client, bounded by the fetch timeout.
+func (p *Puller) fetch(ctx context.Context, f *flight, local distribution.BlobStore) {
+	defer p.fetches.Done()
+	ctx, cancel := context.WithTimeout(ctx, p.fetchTimeout)
+	defer cancel()
+	log := p.log.WithField("digest", f.dgst).WithField("repository", f.name.Name())
+	if err := p.download(ctx, f, local); err != nil {
+		log.WithError(err).Warn("blob download from upstream failed; nothing cached")
+		f.update(func() { f.done, f.err = true, err })
+	}
+	p.mu.Lock()
+	delete(p.flights, f.key)
+	if f.waiters == 0 {
+		f.removeSpool()
+	}
+	p.mu.Unlock()
+}
+
+// download streams the blob into the spool and a local blob writer,
+// checks its length and digest, lets the readers finish, and commits.
+func (p *Puller) download(ctx context.Context, f *flight, local distribution.BlobStore) (err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.blobURL(f.name, f.dgst.String()), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET blob: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return &upstreamStatusError{status: resp.StatusCode}
+	}
+	size := f.size
+	if resp.ContentLength >= 0 {
+		if size >= 0 && resp.ContentLength != size {
+			return fmt.Errorf("upstream GET announces %d bytes, HEAD %d", resp.ContentLength, size)
+		}
+		size = resp.ContentLength
+	}
+
+	spool, err := os.CreateTemp(p.spoolDir, "ecr-proxy-blob-*")
+	if err != nil {
+		return fmt.Errorf("create spool: %w", err)
+	}
+	defer spool.Close()
+	f.update(func() { f.started, f.size, f.spool = true, size, spool.Name() })
+
+	bw, err := local.Create(ctx)
+	if err != nil {
+		p.log.WithError(err).Warn("cannot cache blob: serving it without caching")
+		bw = nil
+	}
+	cancelLocal := func() {
+		if bw != nil {
+			_ = bw.Cancel(context.WithoutCancel(ctx))
+			bw = nil
+		}
+	}
+	defer cancelLocal()
+
+	verifier := f.dgst.Verifier()
+	buf := make([]byte, copyBuffer)
+	var written int64
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := spool.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("write spool: %w", werr)
+			}
+			_, _ = verifier.Write(buf[:n])
+			if bw != nil {
+				if _, werr := bw.Write(buf[:n]); werr != nil {
+					p.log.WithError(werr).Warn("cannot cache blob: serving it without caching")
+					cancelLocal()
+				}
+			}
+			written += int64(n)
+			f.update(func() { f.written = written })
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("read upstream body after %d bytes: %w", written, rerr)
+		}
+	}
+	if size >= 0 && written != size {
+		return fmt.Errorf("%w: %d of %d bytes", errTruncated, written, size)
+	}
+	if !verifier.Verified() {
+		return errDigest
+	}
+	// Commit before releasing the last byte to the readers: a reader's
+	// request then ends only once the blob is cached, so a graceful
+	// shutdown that drains requests keeps what they fetched.
+	if bw != nil {
+		desc := v1.Descriptor{Digest: f.dgst, Size: written, MediaType: octetStream}
+		if _, err := bw.Commit(ctx, desc); err != nil {
+			p.log.WithError(err).Warn("cannot cache blob")
+		}
+		bw = nil
+	}
+	f.update(func() { f.done = true })
+	return nil
+}
+
+// serve writes the blob (or the client's Range of it) to one client as the
+// download makes it available. A download failure after the headers were
+// sent ends the response short of its Content-Length, so that the client
+// sees an error rather than a complete-looking short body.
+func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, p *Puller) error {
+	for {
+		started, done, _, err, changed := f.state()
+		if started {
+			break
+		}
+		if done {
+			return clientError(err, f.dgst)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil // the client went away
+		}
+	}
+	size := f.size // final once started
+	rng, ranged, rerr := parseRange(r.Header.Get("Range"), size)
+	h := w.Header()
+	if errors.Is(rerr, errUnsatisfiable) {
+		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		return nil
+	}
+	spool, err := os.Open(f.spool)
+	if err != nil {
+		p.log.WithError(err).Warn("open spool")
+		return clientError(err, f.dgst)
+	}
+	defer spool.Close()
+
+	start, end, status := int64(0), size-1, http.StatusOK
+	if ranged {
+		start, end, status = rng.start, rng.end, http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, size))
+	}
+	h.Set("Content-Type", octetStream)
+	h.Set("Docker-Content-Digest", f.dgst.String())
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("ETag", `"`+f.dgst.String()+`"`)
+	if size >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
+	}
+	w.WriteHeader(status)
+
+	rc := http.NewResponseController(w)
+	buf := make([]byte, copyBuffer)
+	pos := start
+	for size < 0 || pos <= end {
+		_, done, written, ferr, changed := f.state()
+		limit := written
+		if size >= 0 {
+			if !done {
+				// The last byte waits for the length and digest checks:
+				// a client never holds a whole body that failed them.
+				written = min(written, size-1)
+			}
+			limit = min(written, end+1)
+		}
+		if limit > pos {
+			n, err := spool.ReadAt(buf[:min(limit-pos, int64(len(buf)))], pos)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return nil // the client went away; the download goes on
+				}
+				_ = rc.Flush()
+				pos += int64(n)
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				p.log.WithError(err).Warn("read spool")
+				return abort(size)
+			}
+			continue
+		}
+		if ferr != nil {
+			return abort(size)
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// abort ends a response whose body cannot be completed. With a
+// Content-Length, returning short of it makes the server close the
+// connection; without one, only aborting the handler tells the client.
+func abort(size int64) error {
+	if size < 0 {
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+package pullthrough
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/distribution/distribution/v3"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/reference"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/singleflight"
+)
+
+// Names under which the command registers the two middlewares.
+const (
+	RegistryMiddleware   = "ecr-proxy-local"
+	RepositoryMiddleware = "ecr-proxy-pullthrough"
+)
+
+// Defaults of a Puller.
+const (
+	// DefaultFetchTimeout bounds one blob download, as distribution's
+	// proxy.cachewritetimeout does.
+	DefaultFetchTimeout = 5 * time.Minute
+	// headCacheTTL is how long an upstream HEAD answer is reused (between
+	// distribution's Stat and ServeBlob of one request, and by concurrent
+	// requests).
+	headCacheTTL = time.Minute
+	maxHeadCache = 4096
+)
+
+// Puller is the state shared by the two middlewares: the local namespace,
+// the downloads in flight and recent upstream answers.
+type Puller struct {
+	registry     *url.URL
+	client       *http.Client
+	spoolDir     string
+	fetchTimeout time.Duration
+	tagTTL       time.Duration
+	log          logrus.FieldLogger
+	observer     Observer
+
+	mu      sync.Mutex
+	local   distribution.Namespace
+	flights map[string]*flight
+	fetches sync.WaitGroup
+
+	heads    singleflight.Group
+	headMu   sync.Mutex
+	headSeen map[string]headEntry
+
+	tagMu      sync.Mutex
+	tagChecked map[string]time.Time
+}
+
+// Observer receives events for metrics. Every method must be cheap and
+// must not block.
+type Observer interface {
+	// FlightStarted is called when a download starts.
+	FlightStarted()
+	// WaitersChanged is called with +1 or -1 as clients join or leave a
+	// download.
+	WaitersChanged(delta int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) FlightStarted()     {}
+func (nopObserver) WaitersChanged(int) {}
+
+// Option configures a Puller.
+type Option func(*Puller)
+
+// WithSpoolDir sets where downloads in flight are spooled (default
+// os.TempDir()).
+func WithSpoolDir(dir string) Option { return func(p *Puller) { p.spoolDir = dir } }
+
+// WithFetchTimeout bounds one blob download (DefaultFetchTimeout if not
+// positive).
+func WithFetchTimeout(d time.Duration) Option {
+	return func(p *Puller) {
+		if d > 0 {
+			p.fetchTimeout = d
+		}
+	}
+}
+
+// WithTagTTL sets the tag revalidation window; 0 (the default) asks ECR
+// on every tag pull, as distribution does.
+func WithTagTTL(d time.Duration) Option { return func(p *Puller) { p.tagTTL = d } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l logrus.FieldLogger) Option {
+	return func(p *Puller) {
+		if l != nil {
+			p.log = l
+		}
+	}
+}
+
+// WithObserver sets the metrics observer.
+func WithObserver(o Observer) Option {
+	return func(p *Puller) {
+		if o != nil {
+			p.observer = o
+		}
+	}
+}
+
+// New returns a Puller fetching from the registry at registryURL through
+// rt, the transport that authenticates to it.
+func New(registryURL string, rt http.RoundTripper, opts ...Option) (*Puller, error) {
+	u, err := url.Parse(registryURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("pullthrough: registry URL %q: want http(s)://host", registryURL)
+	}
+	if rt == nil {
+		return nil, errors.New("pullthrough: nil transport")
+	}
+	discard := logrus.New()
+	discard.Out = io.Discard
+	p := &Puller{
+		registry:     u,
+		client:       &http.Client{Transport: rt},
+		spoolDir:     os.TempDir(),
+		fetchTimeout: DefaultFetchTimeout,
+		log:          discard,
+		observer:     nopObserver{},
+		flights:      map[string]*flight{},
+		headSeen:     map[string]headEntry{},
+		tagChecked:   map[string]time.Time{},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p, nil
+}
+
+// Wait blocks until every download in flight has finished (and its blob
+// is committed), or ctx ends. Call it after the server stopped taking
+// requests, so that a graceful shutdown keeps what was being fetched.
+func (p *Puller) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { p.fetches.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// InitRegistry is the registry middleware: distribution applies it to
+// its local namespace before wrapping that in its proxy. It keeps the
+// namespace and returns it unchanged.
+func (p *Puller) InitRegistry(_ context.Context, ns distribution.Namespace, _ storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.local = ns
+	return ns, nil
+}
+
+// InitRepository is the repository middleware: it wraps each proxied
+// repository's blob store and tag service.
+func (p *Puller) InitRepository(_ context.Context, repo distribution.Repository, _ map[string]any) (distribution.Repository, error) {
+	p.mu.Lock()
+	local := p.local
+	p.mu.Unlock()
+	if local == nil {
+		return nil, ErrNoLocalStore
+	}
+	return &repository{Repository: repo, p: p, local: local}, nil
+}
+
+// repository wraps a proxied repository.
+type repository struct {
+	distribution.Repository
+	p     *Puller
+	local distribution.Namespace
+}
+
+func (r *repository) Blobs(ctx context.Context) distribution.BlobStore {
+	return &blobStore{BlobStore: r.Repository.Blobs(ctx), p: r.p, local: r.local, name: r.Named()}
+}
+
+func (r *repository) Tags(ctx context.Context) distribution.TagService {
+	inner := r.Repository.Tags(ctx)
+	if r.p.tagTTL <= 0 {
+		return inner
+	}
+	return &tagService{TagService: inner, p: r.p, local: r.local, name: r.Named()}
+}
+
+// localRepo opens name in the local namespace.
+func localRepo(ctx context.Context, ns distribution.Namespace, name reference.Named) (distribution.Repository, error) {
+	return ns.Repository(ctx, name)
+}
+
+// blobURL is the upstream URL of a blob.
+func (p *Puller) blobURL(name reference.Named, dgst string) string {
+	u := *p.registry
+	u.Path = "/v2/" + name.Name() + "/blobs/" + dgst
+	u.RawQuery = ""
+	return u.String()
+}
