@@ -96,7 +96,7 @@ func run(ctx context.Context, out io.Writer, layers int, size int64, keep bool) 
 	}
 	defer func() { _ = proxy.Stop() }()
 	fmt.Fprintf(out, "   proxy on %s, metrics on http://%s/metrics\n", proxy.URL(), proxy.DebugAddr)
-	if line, err := proxy.WaitForLog(ctx, "AWS identity"); err == nil {
+	if line, err := proxy.WaitForLog(ctx, `msg="AWS identity"`); err == nil {
 		_, id, _ := strings.Cut(line, `msg="AWS identity" `)
 		fmt.Fprintf(out, "   AWS identity: %s\n", id)
 	}

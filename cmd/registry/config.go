@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
+	"github.com/ecr-proxy/ecr-proxy/gateway"
 )
 
 // ecrSettings is the "ecr" section of the configuration file, next to
@@ -26,6 +27,17 @@ type ecrSettings struct {
 	// Resolver is the DNS server (ip:port) used for upstream host names;
 	// empty means the system resolver.
 	Resolver string `yaml:"resolver"`
+	// TrustedProxies are the CIDRs (or addresses) of the reverse proxies
+	// and load balancers whose X-Forwarded-Proto and X-Forwarded-Host are
+	// believed, for the upload Locations of pushes; from any other peer
+	// these headers are ignored.
+	TrustedProxies []string `yaml:"trustedproxies"`
+	// TagTTL is the tag revalidation window: a tag resolved from ECR less
+	// than this ago is served without asking ECR again. 0 asks every time.
+	TagTTL time.Duration `yaml:"tagttl"`
+	// SpoolDir holds blob downloads in flight; default: next to the
+	// cache (filesystem drivers) or the system's temporary directory.
+	SpoolDir string `yaml:"spooldir"`
 }
 
 // settings is the whole configuration of the serve command.
@@ -111,8 +123,14 @@ func (s *settings) check(lookup lookupFunc) error {
 		return fmt.Errorf("storage.cache.blobdescriptor %q must be unset: blobs leave the cache (eviction, TTL, garbage-collect) "+
 			"behind a descriptor cache's back, and distribution then serves them as empty 200 responses", fmt.Sprint(bd))
 	}
+	if s.ecr.TagTTL < 0 {
+		return fmt.Errorf("ecr.tagttl %q: want a duration of 0 or more, such as 5m", s.ecr.TagTTL)
+	}
 	if s.ecr.RenewInterval < 0 {
 		return fmt.Errorf("ecr.renewinterval %q: want a positive duration such as 6h", s.ecr.RenewInterval)
+	}
+	if _, err := gateway.ParseTrustedProxies(s.ecr.TrustedProxies); err != nil {
+		return fmt.Errorf("ecr.trustedproxies: %w", err)
 	}
 	awsRegion, _ := lookup("AWS_REGION")
 	awsDefaultRegion, _ := lookup("AWS_DEFAULT_REGION")

@@ -290,7 +290,7 @@ func TestCredentialSources(t *testing.T) {
 			emu.ResetCounts()
 			p := startProxy(t, emu, proxyOpts{env: append(append([]string{}, endpoints...), tt.env...)})
 			mustPull(t, p, "team/app:1", d)
-			line, err := p.WaitForLog(t.Context(), "AWS identity")
+			line, err := p.WaitForLog(t.Context(), `msg="AWS identity"`)
 			if err != nil {
 				t.Fatal(err)
 			}

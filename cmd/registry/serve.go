@@ -85,6 +85,49 @@ func serve(ctx context.Context, s *settings) error {
 	// request: this is where ECR tokens enter it.
 	http.DefaultTransport = transport
 
+	// --- Push passthrough (gateway/push.go) -----------------------------
+	// Writes go to ECR through transport, checked against the auth:
+	// section; what passes is also written into the local cache, whose
+	// namespace a registry middleware hands over (Install: once per process).
+	writeThrough := gateway.NewWriteThrough(
+		gateway.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
+	if err := writeThrough.Install(s.dist); err != nil {
+		return err
+	}
+	clientAuth, err := gateway.AccessControllerFromConfig(s.dist)
+	if err != nil {
+		return err
+	}
+	if clientAuth == nil {
+		s.notes = append(s.notes, "no auth: section: anyone who reaches the proxy can push to ECR with its AWS identity")
+	}
+	trusted, err := gateway.ParseTrustedProxies(s.ecr.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("ecr.trustedproxies: %w", err)
+	}
+	external, err := gateway.ExternalURLFromConfig(s.dist, trusted)
+	if err != nil {
+		return err
+	}
+	push, err := gateway.NewPassthrough(s.dist.Proxy.RemoteURL, transport,
+		gateway.WithExternalURL(external),
+		gateway.WithPathPrefix(s.dist.HTTP.Prefix),
+		gateway.WithAccessController(clientAuth),
+		gateway.WithWriteThrough(writeThrough),
+		gateway.WithPushLogger(logrus.StandardLogger().WithField("component", "push")))
+	if err != nil {
+		return err
+	}
+	// --- end of push passthrough -----------------------------------------
+
+	// Pulls of blobs and tags: distribution's proxy, wrapped by the
+	// pullthrough middlewares (single download per blob shared by its
+	// clients, HEAD and Range without waste, honest upstream errors).
+	puller, err := installPullthrough(s, transport)
+	if err != nil {
+		return err
+	}
+
 	// The gateway is the outermost handler of the chain distribution
 	// builds; runServer serves it (see server.go for why not
 	// distribution's ListenAndServe).
@@ -92,6 +135,7 @@ func serve(ctx context.Context, s *settings) error {
 	registry.RegisterHandler(func(_ *configuration.Configuration, next http.Handler) http.Handler {
 		handler = gateway.New(next,
 			gateway.WithUpstream(upstream),
+			gateway.WithPassthrough(push),
 			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, transport)),
 			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")))
 		return handler
@@ -114,6 +158,11 @@ func serve(ctx context.Context, s *settings) error {
 	startDebugServer(s.dist, log)
 
 	err = runServer(ctx, s.dist, handler, log)
+	drain, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), s.dist.HTTP.DrainTimeout)
+	defer cancelDrain()
+	if werr := puller.Wait(drain); werr != nil {
+		log.WithError(werr).Warn("blob downloads still running at shutdown; they are not cached")
+	}
 	if serr := reg.Shutdown(context.WithoutCancel(ctx)); serr != nil {
 		log.WithError(serr).Warn("registry shutdown")
 	}
