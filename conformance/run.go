@@ -78,12 +78,6 @@ type expectedFailure struct {
 // details and the proposed fixes.
 var expectedFailures = []expectedFailure{
 	{
-		prefix:   "read-only/tag-list",
-		category: catDiscovery,
-		reason: "GET /v2/<name>/tags/list?last=<tag> without n returns every tag: distribution's proxy " +
-			"(internal/client tags.List with limit -1 calls All, which drops last)",
-	},
-	{
 		prefix:   "empty/referrers",
 		category: catDiscovery,
 		reason:   "GET /v2/<name>/referrers/<digest> answers 404: distribution v3.1.2 has no referrers API",
@@ -128,7 +122,7 @@ func main() {
 func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("conformance", flag.ContinueOnError)
-	cats := fs.String("categories", catPull, "comma-separated categories to run: "+strings.Join(allCategories, ", ")+", or all")
+	cats := fs.String("categories", catPull+","+catDiscovery, "comma-separated categories to run: "+strings.Join(allCategories, ", ")+", or all")
 	fs.StringVar(&o.resultsDir, "results", "", "directory for junit.xml, report.html, results.yaml, suite and proxy output (default: a new temporary directory, kept)")
 	fs.StringVar(&o.suiteBin, "suite-bin", "", "use this conformance binary instead of installing "+suiteModule+"@VERSION")
 	fs.StringVar(&o.proxyBin, "proxy-bin", "", "use this proxy binary instead of building ./cmd/registry")

@@ -191,11 +191,7 @@ func (r *repository) Blobs(ctx context.Context) distribution.BlobStore {
 }
 
 func (r *repository) Tags(ctx context.Context) distribution.TagService {
-	inner := r.Repository.Tags(ctx)
-	if r.p.tagTTL <= 0 {
-		return inner
-	}
-	return &tagService{TagService: inner, p: r.p, local: r.local, name: r.Named()}
+	return &tagService{TagService: r.Repository.Tags(ctx), p: r.p, local: r.local, name: r.Named()}
 }
 
 // localRepo opens name in the local namespace.
