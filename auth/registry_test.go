@@ -97,3 +97,18 @@ func TestResolveRegionNamesBothFixes(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseRegistryURL(f *testing.F) {
+	for _, s := range []string{"https://123456789012.dkr.ecr.eu-west-1.amazonaws.com", "123456789012.dkr-ecr.us-east-1.on.aws", "http://127.0.0.1:5000", "::"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		reg, err := ParseRegistryURL(in)
+		if err != nil {
+			return
+		}
+		if len(reg.AccountID) != 12 || reg.Region == "" || reg.DNSSuffix == "" {
+			t.Fatalf("ParseRegistryURL(%q) = %+v: incomplete", in, reg)
+		}
+	})
+}

@@ -31,6 +31,7 @@ type handler struct {
 	upstream *Upstream
 	probe    ProbeFunc
 	log      logrus.FieldLogger
+	push     *Passthrough // writes go to ECR (push.go)
 }
 
 // WithLogger sets the logger; the default discards.
@@ -45,8 +46,15 @@ func WithLogger(l logrus.FieldLogger) Option {
 var _ http.Handler = (*handler)(nil)
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.serveHealth(w, r) {
+	if h.serveHealth(w, r) || rejectInvalid(w, r) {
 		return
+	}
+	if h.push != nil {
+		h.push.ext.sanitize(r)
+		if wr, ok := h.push.match(r); ok {
+			h.push.serve(w, r, wr)
+			return
+		}
 	}
 	if !isContentRead(r) {
 		h.next.ServeHTTP(w, r)
@@ -87,7 +95,12 @@ func (w *readWriter) WriteHeader(code int) {
 		return
 	}
 	w.wroteHeader = true
-	if w.content && code >= 200 && code < 300 {
+	if code == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
+		if ra := w.upstream.RetryAfter(); ra != "" {
+			w.Header().Set("Retry-After", ra)
+		}
+	}
+	if w.content && code >= 200 && code < 300 && w.Header().Get(CacheStatusHeader) == "" {
 		status := "HIT"
 		if w.rec.fetched.Load() {
 			status = "MISS"

@@ -16,6 +16,7 @@ type Upstream struct {
 	mu          sync.Mutex
 	lastFailure time.Time
 	lastSuccess time.Time
+	retryAfter  string // of the last 429 answer
 }
 
 // NewUpstream returns an Upstream that has seen nothing yet.
@@ -35,6 +36,9 @@ func (u *Upstream) Observe(req *http.Request, resp *http.Response, err error) {
 	failed := err != nil || (resp != nil && resp.StatusCode >= http.StatusInternalServerError)
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+		u.retryAfter = resp.Header.Get("Retry-After")
+	}
 	if failed {
 		u.lastFailure = u.now()
 	} else {
@@ -55,4 +59,12 @@ func (u *Upstream) Healthy() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return !u.lastFailure.After(u.lastSuccess)
+}
+
+// RetryAfter is the Retry-After of ECR's last 429 answer, if it had one,
+// to pass on to clients that get a 429 because of it.
+func (u *Upstream) RetryAfter() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.retryAfter
 }

@@ -32,12 +32,12 @@ func (e *upstreamStatusError) Error() string {
 func clientError(err error, dgst digest.Digest) error {
 	var se *upstreamStatusError
 	if errors.As(err, &se) {
-		switch {
-		case se.status == http.StatusNotFound:
+		switch se.status {
+		case http.StatusNotFound:
 			return errcode.ErrorCodeBlobUnknown.WithDetail(dgst)
-		case se.status == http.StatusTooManyRequests:
+		case http.StatusTooManyRequests:
 			return errcode.ErrorCodeTooManyRequests.WithMessage("the upstream registry is rate limiting; retry later")
-		case se.status == http.StatusUnauthorized || se.status == http.StatusForbidden:
+		case http.StatusUnauthorized, http.StatusForbidden:
 			return errcode.ErrorCodeDenied.WithMessage("the upstream registry refused the proxy's credentials for this content")
 		}
 	}

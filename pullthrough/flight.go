@@ -47,11 +47,19 @@ func (f *flight) update(change func()) {
 	f.changed = make(chan struct{})
 }
 
-// state is a snapshot of the flight and a channel closed at its next change.
-func (f *flight) state() (started, done bool, written int64, err error, changed <-chan struct{}) {
+// snapshot is the state of a flight at one moment.
+type snapshot struct {
+	started, done bool
+	written       int64
+	err           error
+	changed       <-chan struct{} // closed at the next change
+}
+
+// state is a snapshot of the flight.
+func (f *flight) state() snapshot {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.started, f.done, f.written, f.err, f.changed
+	return snapshot{f.started, f.done, f.written, f.err, f.changed}
 }
 
 // join returns the download of name@dgst in flight, starting it if there
@@ -207,15 +215,15 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 // sees an error rather than a complete-looking short body.
 func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, p *Puller) error {
 	for {
-		started, done, _, err, changed := f.state()
-		if started {
+		st := f.state()
+		if st.started {
 			break
 		}
-		if done {
-			return clientError(err, f.dgst)
+		if st.done {
+			return clientError(st.err, f.dgst)
 		}
 		select {
-		case <-changed:
+		case <-st.changed:
 		case <-ctx.Done():
 			return nil // the client went away
 		}
@@ -244,6 +252,7 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	h.Set("Docker-Content-Digest", f.dgst.String())
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("ETag", `"`+f.dgst.String()+`"`)
+	h.Set(cacheStatusHeader, "MISS")
 	if size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
 	}
@@ -253,7 +262,8 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	buf := make([]byte, copyBuffer)
 	pos := start
 	for size < 0 || pos <= end {
-		_, done, written, ferr, changed := f.state()
+		st := f.state()
+		done, written, ferr, changed := st.done, st.written, st.err, st.changed
 		limit := written
 		if size >= 0 {
 			if !done {

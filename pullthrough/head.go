@@ -12,7 +12,13 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-const octetStream = "application/octet-stream"
+const (
+	octetStream = "application/octet-stream"
+	// cacheStatusHeader is the seed proxy's X-Cache-Status, set here for
+	// content served from a download in flight (the gateway sets it for
+	// the rest).
+	cacheStatusHeader = "X-Cache-Status"
+)
 
 type headEntry struct {
 	desc v1.Descriptor

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -226,35 +225,4 @@ func replaceEnv(env []string, key, value string) []string {
 		}
 	}
 	return append(out, key+"="+value)
-}
-
-// withoutEnv returns env without the given keys.
-func withoutEnv(env []string, keys ...string) []string {
-	out := make([]string, 0, len(env))
-next:
-	for _, kv := range env {
-		for _, k := range keys {
-			if strings.HasPrefix(kv, k+"=") {
-				continue next
-			}
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-var errNoLine = errors.New("no such log line")
-
-// logLine returns the first line of the proxy's output containing all subs.
-func logLine(p *proxytest.Proxy, subs ...string) (string, error) {
-next:
-	for _, l := range p.Lines() {
-		for _, s := range subs {
-			if !strings.Contains(l, s) {
-				continue next
-			}
-		}
-		return l, nil
-	}
-	return "", fmt.Errorf("%w containing %q", errNoLine, subs)
 }

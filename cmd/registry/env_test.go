@@ -213,3 +213,19 @@ func TestConfigPath(t *testing.T) {
 		t.Errorf("nothing: error %v, want one naming both ways", err)
 	}
 }
+
+func FuzzSeedValues(f *testing.F) {
+	for _, s := range []string{"8.8.8.8", "127.0.0.1:5353", "[::1]:53", "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com", "http://x:1/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if addr, err := resolverAddr(v); err == nil {
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				t.Fatalf("resolverAddr(%q) = %q, not host:port", v, addr)
+			}
+		}
+		if u, err := registryURL(v); err == nil && !strings.HasPrefix(u, "http") {
+			t.Fatalf("registryURL(%q) = %q", v, u)
+		}
+	})
+}

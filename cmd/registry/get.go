@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,11 +38,11 @@ const placeholderEnv = "ECR_PROXY_EXEC_PLACEHOLDER"
 
 // placeholderSecret is what "get" prints in placeholder mode. It is not a
 // credential and ECR would refuse it.
-const placeholderSecret = "set-by-ecr-proxy-transport"
+const placeholderSecret = "set-by-ecr-proxy-transport" //nolint:gosec // a documented placeholder, not a credential
 
 func credentialHelperGet(cmd *cobra.Command, in io.Reader, out io.Writer) error {
 	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("read registry host: %w", err)
 	}
 	host := strings.TrimSpace(line)
@@ -73,6 +74,7 @@ func credentialHelperGet(cmd *cobra.Command, in io.Reader, out io.Writer) error 
 
 // writeCredentials prints the helper protocol's answer to "get".
 func writeCredentials(out io.Writer, host, user, secret string) error {
+	//nolint:gosec // the credential helper protocol's answer is the secret, on stdout, to its caller
 	return json.NewEncoder(out).Encode(struct {
 		ServerURL string
 		Username  string

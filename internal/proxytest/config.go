@@ -21,6 +21,9 @@ type ConfigOptions struct {
 	StorageParams map[string]string
 	// Extra is YAML appended verbatim (top-level sections).
 	Extra string
+	// ProxyExtra and ECRExtra are "key: value" lines added to the proxy
+	// and ecr sections, such as "cachewritetimeout: 2s" or "tagttl: 1h".
+	ProxyExtra, ECRExtra []string
 }
 
 // WriteConfig writes a proxy configuration into dir and returns its path.
@@ -34,9 +37,19 @@ func WriteConfig(dir string, o ConfigOptions) (string, error) {
 	for k, v := range o.StorageParams {
 		fmt.Fprintf(&params, "    %s: %q\n", k, v)
 	}
-	region := ""
+	ecr := ""
 	if o.Region != "" {
-		region = fmt.Sprintf("ecr:\n  region: %s\n", o.Region)
+		ecr += fmt.Sprintf("  region: %s\n", o.Region)
+	}
+	for _, l := range o.ECRExtra {
+		ecr += "  " + l + "\n"
+	}
+	if ecr != "" {
+		ecr = "ecr:\n" + ecr
+	}
+	proxyExtra := ""
+	for _, l := range o.ProxyExtra {
+		proxyExtra += "  " + l + "\n"
 	}
 	y := fmt.Sprintf(`version: 0.1
 log:
@@ -61,7 +74,7 @@ http:
       enabled: true
 proxy:
   remoteurl: %s
-%s%s`, driver, o.RootDirectory, params.String(), o.RemoteURL, region, o.Extra)
+%s%s%s`, driver, o.RootDirectory, params.String(), o.RemoteURL, proxyExtra, ecr, o.Extra)
 	path := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		return "", fmt.Errorf("write proxy config: %w", err)
