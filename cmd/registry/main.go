@@ -28,6 +28,7 @@ import (
 func main() {
 	registry.RootCmd.RemoveCommand(registry.ServeCmd)
 	registry.RootCmd.AddCommand(newServeCmd(), newGetCmd())
+	wrapGarbageCollect(registry.GCCmd)
 	if err := registry.RootCmd.Execute(); err != nil {
 		os.Exit(1)
 	}

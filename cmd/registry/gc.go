@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/distribution/distribution/v3/configuration"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	"github.com/spf13/cobra"
+)
+
+// gcBlobsRoot holds all blob data (registry/storage/paths.go).
+const gcBlobsRoot = "/docker/registry/v2/blobs"
+
+// wrapGarbageCollect makes distribution's garbage-collect command (gc is
+// registry.GCCmd) succeed on storage that holds no blob data, and leaves
+// every other case to distribution.
+//
+// distribution's storage.MarkAndSweep walks /docker/registry/v2/repositories
+// (mark), then /docker/registry/v2/blobs (sweep), and fails with "Path not
+// found", exit status 1, when either is missing. A new cache has neither; a
+// cache whose pulls all failed, or whose only blob was larger than maxsize,
+// has repository directories (tag links, upload directories) but no blobs.
+// A cron job or an operator then sees a failure where there is nothing to
+// collect.
+//
+// Without any blob data, MarkAndSweep cannot delete anything: it marks and
+// deletes through the repositories' revision and layer links, and skips every
+// link whose blob data is missing (linkedBlobStore.Enumerate), and it sweeps
+// only blob data. So the wrapper asks the configured storage driver whether
+// any file exists under the blobs root, stopping at the first; if none, it
+// says so and exits 0, which is what MarkAndSweep would conclude if it could
+// walk the missing roots. Otherwise distribution's command runs unchanged.
+// (Blob data without any repositories, the repositories directory removed
+// by hand, still fails in distribution: deleting all of it may be right, but
+// is not ours to decide quietly.)
+//
+// Why not create the missing directories, so that distribution finds them
+// empty: both are needed (with repositories alone the sweep fails on
+// blobs), a --dry-run would then write, and a garbage-collect run as
+// another user (root) than the proxy would leave directories the proxy
+// cannot write into. Asking the driver writes nothing and works for any
+// driver. The cost is a second driver instance (for lrufilesystem, a second
+// index rebuild) when there is something to collect.
+//
+// The check reads the configuration the way distribution's command does (the
+// first argument, else REGISTRY_CONFIGURATION_PATH; REGISTRY_* overrides)
+// and constructs the driver with the same factory. It needs nothing else: no
+// AWS credentials, no region, no upstream. Any error along the way falls
+// through to distribution's command, which reports it.
+func wrapGarbageCollect(gc *cobra.Command) {
+	run := gc.Run
+	gc.Run = func(cmd *cobra.Command, args []string) {
+		ctx := cmd.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		if where, empty := emptyStorage(ctx, args); empty {
+			if quiet, _ := cmd.Flags().GetBool("quiet"); !quiet {
+				fmt.Printf("%s holds no blob data: nothing to collect\n", where)
+			}
+			return
+		}
+		run(cmd, args)
+	}
+}
+
+// emptyStorage reports whether the storage configured by args holds no blob
+// data, and describes the storage.
+func emptyStorage(ctx context.Context, args []string) (string, bool) {
+	path := os.Getenv("REGISTRY_CONFIGURATION_PATH")
+	if len(args) > 0 {
+		path = args[0]
+	}
+	if path == "" {
+		return "", false
+	}
+	f, err := os.Open(path) //nolint:gosec // the operator's configuration file
+	if err != nil {
+		return "", false
+	}
+	defer f.Close() //nolint:errcheck // read only
+	cfg, err := configuration.Parse(f)
+	if err != nil {
+		return "", false
+	}
+	name := cfg.Storage.Type()
+	d, err := factory.Create(ctx, name, cfg.Storage.Parameters())
+	if err != nil {
+		return "", false
+	}
+	where := "storage " + name
+	if root, ok := cfg.Storage.Parameters()["rootdirectory"]; ok {
+		where += fmt.Sprintf(" at %v", root)
+	}
+
+	found := false
+	err = d.Walk(ctx, gcBlobsRoot, func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() {
+			return nil
+		}
+		found = true
+		return storagedriver.ErrFilledBuffer // stop at the first file
+	})
+	if err != nil && !isPathNotFound(err) && !errors.Is(err, storagedriver.ErrFilledBuffer) {
+		return where, false
+	}
+	return where, !found
+}
+
+func isPathNotFound(err error) bool {
+	var nf storagedriver.PathNotFoundError
+	return errors.As(err, &nf)
+}
