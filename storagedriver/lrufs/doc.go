@@ -62,7 +62,11 @@
 // for 100,000 blobs on a warm page cache. A journal file inside rootdirectory would break
 // distribution's driver conformance suite (List("/") must be empty after
 // every test) and could go stale under an external garbage-collect; file
-// times cannot.
+// times cannot. New deletes nothing, even over the bound (maxsize lowered
+// since): the first write evicts, so a driver opened only to read, such as
+// garbage-collect --dry-run's, leaves the cache as it is. A use less than
+// TouchInterval after the recorded one is not persisted: after a restart
+// the order is right to within that interval.
 //
 // # Garbage collection and other processes
 //

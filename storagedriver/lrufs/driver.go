@@ -69,8 +69,10 @@ func FromParameters(parameters map[string]any) (*Driver, error) {
 
 // New constructs a Driver and rebuilds its index from the blob data files
 // under params.RootDirectory (a walk of the blob directories, ordered by the
-// files' modification times). If the stored blobs exceed MaxSize, it evicts
-// down to the low-water mark before returning.
+// files' modification times). It deletes nothing, even when the stored
+// blobs exceed MaxSize (a bound lowered since they were stored): the first
+// write evicts down to the low-water mark. So a driver built only to read,
+// such as garbage-collect's with --dry-run, never changes the cache.
 func New(params Parameters) (*Driver, error) {
 	params, err := params.withDefaults()
 	if err != nil {
@@ -133,13 +135,6 @@ func newDriver(params Parameters, inner storagedriver.StorageDriver) (*Driver, e
 	}
 	if err := idx.load(); err != nil {
 		return nil, fmt.Errorf("%s: indexing %s: %w", DriverName, params.RootDirectory, err)
-	}
-	if idx.maxSize > 0 {
-		idx.mu.Lock()
-		if idx.size > idx.maxSize {
-			idx.evictLocked(context.Background(), 0, "")
-		}
-		idx.mu.Unlock()
 	}
 	if err := registerMetrics(); err != nil {
 		params.Logger.WithError(err).Warn("lrufilesystem: registering metrics")

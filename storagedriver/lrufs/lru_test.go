@@ -255,9 +255,10 @@ func TestRestartKeepsOrder(t *testing.T) {
 	}
 }
 
-// TestStartupEvictsOverBound checks that New enforces a bound lowered since
-// the blobs were stored.
-func TestStartupEvictsOverBound(t *testing.T) {
+// TestLoweredBoundEnforcedAtFirstWrite checks that New deletes nothing
+// (garbage-collect --dry-run builds a driver) and that the first write
+// enforces a bound lowered since the blobs were stored.
+func TestLoweredBoundEnforcedAtFirstWrite(t *testing.T) {
 	root := t.TempDir()
 	clock := newFakeClock()
 	e1 := newTestEnv(t, root, 0, 0, clock)
@@ -267,11 +268,20 @@ func TestStartupEvictsOverBound(t *testing.T) {
 		clock.Advance(time.Minute)
 	}
 	e2 := newTestEnv(t, root, 300, 0.5, clock)
-	if got := e2.d.Stats().Bytes; got != 100 {
-		t.Errorf("size after start %d, want 100 (low water 150)", got)
+	if got := e2.d.Stats().Bytes; got != 500 {
+		t.Errorf("size after start %d, want 500: New must not delete", got)
 	}
-	if !e2.exists(paths[4]) {
-		t.Errorf("the newest blob was evicted at start")
+	for _, p := range paths {
+		if !e2.exists(p) {
+			t.Errorf("%s deleted at start", p)
+		}
+	}
+	fresh := e2.mustPushLayer(blobContent(9, 100))
+	if got := e2.d.Stats().Bytes; got > 150 {
+		t.Errorf("size after a write %d, want at most the low water 150", got)
+	}
+	if !e2.exists(fresh) {
+		t.Errorf("the blob just written was evicted")
 	}
 }
 
