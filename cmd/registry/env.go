@@ -51,6 +51,7 @@ storage:
       enabled: true
       age: 168h
       interval: 24h
+      dryrun: false
   redirect:
     disable: true
 http:
