@@ -321,4 +321,3 @@ func withoutKey(env []string, key string) []string {
 	}
 	return out
 }
-
