@@ -7,23 +7,24 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
 
-	// Registers the "inmemory" storage driver.
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	// Registers the "filesystem" storage driver.
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
 
-// newRegistryApp builds the backing distribution registry: in-memory
-// storage, deletes enabled, no upload purging, no prometheus (its collector
+// newRegistryApp builds the backing distribution registry: filesystem
+// storage in dir (the in-memory driver grows an upload's buffer by each
+// write, which makes large pushes quadratic), deletes enabled, no upload purging, no prometheus (its collector
 // registration is process-global) and no health checks (global registry).
 // handlers.NewApp panics on bad configuration; the configuration here is
 // fixed, but the panic is turned into an error all the same.
-func newRegistryApp(ctx context.Context) (app *handlers.App, err error) {
+func newRegistryApp(ctx context.Context, dir string) (app *handlers.App, err error) {
 	secret, err := randomHex(32)
 	if err != nil {
 		return nil, err
 	}
 	cfg := &configuration.Configuration{
 		Storage: configuration.Storage{
-			"inmemory": configuration.Parameters{},
+			"filesystem": configuration.Parameters{"rootdirectory": dir},
 			"delete":   configuration.Parameters{"enabled": true},
 			"maintenance": configuration.Parameters{
 				"uploadpurging": map[any]any{"enabled": false},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"regexp"
 	"sync"
 	"testing"
@@ -19,6 +20,8 @@ type Emulator struct {
 
 	app       *handlers.App
 	appCancel context.CancelFunc
+	// storageDir holds the backing registry's content; removed by Close.
+	storageDir string
 
 	registry *loopServer
 	s3       *loopServer
@@ -81,10 +84,15 @@ func Start(opts ...Option) (*Emulator, error) {
 	}
 	e.containerToken = tok
 
+	e.storageDir, err = os.MkdirTemp("", "ecrtest-registry-")
+	if err != nil {
+		return nil, fmt.Errorf("registry storage: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	app, err := newRegistryApp(ctx)
+	app, err := newRegistryApp(ctx, e.storageDir)
 	if err != nil {
 		cancel()
+		_ = os.RemoveAll(e.storageDir)
 		return nil, err
 	}
 	e.app, e.appCancel = app, cancel
@@ -158,6 +166,9 @@ func (e *Emulator) Close() error {
 	}
 	if e.appCancel != nil {
 		e.appCancel()
+	}
+	if e.storageDir != "" {
+		errs = append(errs, os.RemoveAll(e.storageDir))
 	}
 	err := errors.Join(errs...)
 	e.mu.Lock()
