@@ -25,7 +25,7 @@ func newRegistryApp(ctx context.Context, dir string) (app *handlers.App, err err
 	cfg := &configuration.Configuration{
 		Storage: configuration.Storage{
 			"filesystem": configuration.Parameters{"rootdirectory": dir},
-			"delete":   configuration.Parameters{"enabled": true},
+			"delete":     configuration.Parameters{"enabled": true},
 			"maintenance": configuration.Parameters{
 				"uploadpurging": map[any]any{"enabled": false},
 			},
