@@ -51,7 +51,7 @@ func run() error {
 		parallel = flag.Int("parallel", 3, "layers a client downloads at once (docker's default is 3)")
 		out      = flag.String("out", "", "write the Markdown report to this file as well as stdout (e.g. bench/RESULTS.md)")
 		nginx    = flag.String("nginx", "nginx", "nginx binary; empty to leave nginx out")
-		only     = flag.String("systems", "ecr-proxy,distribution,nginx", "comma-separated systems to compare with direct")
+		only     = flag.String("systems", "ecr-proxy,ecr-proxy+tagttl,distribution,nginx", "comma-separated systems to compare with direct")
 		ecrBin   = flag.String("ecr-proxy-bin", "", "use this ecr-proxy binary instead of building ./cmd/registry")
 		pushSize = flag.Int64("push-layer-size", 4<<20, "layer size of the 4-layer pushed image, bytes (see README: the emulator's store is quadratic in blob size)")
 	)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -224,7 +225,7 @@ func (b *bench) tagLatency(ctx context.Context, run int, s system, in *instance)
 // push pushes b.push to a new repository through in. A proxy
 // that does not accept an upload is recorded as not available.
 func (b *bench) pushTo(ctx context.Context, run int, s system, in *instance) {
-	repo := fmt.Sprintf("bench/push-%s-%d", s.name, run)
+	repo := fmt.Sprintf("bench/push-%s-%d", strings.ReplaceAll(s.name, "+", "-"), run)
 	if s.name != sysDirect {
 		why, err := probePush(ctx, in.host, repo)
 		if err != nil {

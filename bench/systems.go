@@ -26,6 +26,7 @@ import (
 const (
 	sysDirect = "direct"
 	sysECR    = "ecr-proxy"
+	sysECRTTL = "ecr-proxy+tagttl" // with a 1 h tag revalidation window
 	sysDist   = "distribution"
 	sysNginx  = "nginx"
 )
@@ -91,15 +92,16 @@ func buildBinaries(ctx context.Context, dir, prebuilt string) (ecrBin, distBin s
 // systems returns the systems named in names (direct always comes first).
 func (l *lab) systems(names []string) ([]system, error) {
 	all := map[string]func(context.Context) (*instance, error){
-		sysECR:   l.startECRProxy,
-		sysDist:  l.startDistProxy,
-		sysNginx: l.startNginx,
+		sysECR:    l.startECRProxy,
+		sysECRTTL: l.startECRProxyTagTTL,
+		sysDist:   l.startDistProxy,
+		sysNginx:  l.startNginx,
 	}
 	out := []system{{name: sysDirect, start: l.startDirect}}
 	for _, n := range names {
 		start, ok := all[n]
 		if !ok {
-			return nil, fmt.Errorf("unknown system %q: want %s, %s or %s", n, sysECR, sysDist, sysNginx)
+			return nil, fmt.Errorf("unknown system %q: want %s, %s, %s or %s", n, sysECR, sysECRTTL, sysDist, sysNginx)
 		}
 		if n == sysNginx && l.nginxBin == "" {
 			continue
@@ -131,8 +133,18 @@ func hermeticEnv(home string) []string {
 }
 
 // startECRProxy runs ecr-proxy with the emulator's static access key; it
-// mints its ECR token itself.
+// mints its ECR token itself. The cache is the product's: the bounded
+// lrufilesystem driver.
 func (l *lab) startECRProxy(ctx context.Context) (*instance, error) {
+	return l.startECRProxyWith(ctx)
+}
+
+// startECRProxyTagTTL is ecr-proxy with a 1 h tag revalidation window.
+func (l *lab) startECRProxyTagTTL(ctx context.Context) (*instance, error) {
+	return l.startECRProxyWith(ctx, "tagttl: 1h")
+}
+
+func (l *lab) startECRProxyWith(ctx context.Context, ecrSettings ...string) (*instance, error) {
 	dir, err := os.MkdirTemp(l.tmp, "ecr-proxy-")
 	if err != nil {
 		return nil, fmt.Errorf("create ecr-proxy directory: %w", err)
@@ -141,6 +153,9 @@ func (l *lab) startECRProxy(ctx context.Context) (*instance, error) {
 		RemoteURL:     l.emu.RegistryURL(),
 		Region:        l.emu.Region(),
 		RootDirectory: filepath.Join(dir, "cache"),
+		StorageDriver: "lrufilesystem",
+		StorageParams: map[string]string{"maxsize": "64g"},
+		ECRExtra:      ecrSettings,
 	})
 	if err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
