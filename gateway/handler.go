@@ -19,7 +19,7 @@ func WithUpstream(u *Upstream) Option { return func(h *handler) { h.upstream = u
 func New(next http.Handler, opts ...Option) http.Handler {
 	discard := logrus.New()
 	discard.Out = io.Discard
-	h := &handler{next: next, upstream: NewUpstream(), log: discard}
+	h := &handler{next: next, upstream: NewUpstream(), log: discard, served: func(string, bool, int64) {}}
 	for _, o := range opts {
 		o(h)
 	}
@@ -32,6 +32,18 @@ type handler struct {
 	probe    ProbeFunc
 	log      logrus.FieldLogger
 	push     *Passthrough // writes go to ECR (push.go)
+	served   func(kind string, hit bool, bytes int64)
+}
+
+// WithServedObserver sets a function called once per manifest or blob GET
+// answered with success, with whether it came from the cache and the body
+// bytes sent, such as metrics.ObserveServed. It must not block.
+func WithServedObserver(f func(kind string, hit bool, bytes int64)) Option {
+	return func(h *handler) {
+		if f != nil {
+			h.served = f
+		}
+	}
 }
 
 // WithLogger sets the logger; the default discards.
@@ -64,6 +76,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &readWriter{ResponseWriter: w, upstream: h.upstream, start: time.Now(), rec: rec,
 		content: !strings.HasSuffix(r.URL.Path, "/tags/list")}
 	h.next.ServeHTTP(rw, r.WithContext(ctx))
+	if rw.cacheStatus != "" && r.Method == http.MethodGet {
+		h.served(contentKind(r.URL.Path), rw.cacheStatus == "HIT", rw.written)
+	}
+}
+
+// contentKind is "manifest" or "blob" for a content path.
+func contentKind(p string) string {
+	if strings.LastIndex(p, "/manifests/") > strings.LastIndex(p, "/blobs/") {
+		return "manifest"
+	}
+	return "blob"
 }
 
 // isContentRead reports whether r reads a manifest, blob or tag list.
@@ -88,6 +111,8 @@ type readWriter struct {
 	content     bool // a manifest or blob, not a tag list
 	wroteHeader bool
 	replaced    bool
+	cacheStatus string // HIT or MISS, when set on the response
+	written     int64  // body bytes written to the client
 }
 
 func (w *readWriter) WriteHeader(code int) {
@@ -100,12 +125,15 @@ func (w *readWriter) WriteHeader(code int) {
 			w.Header().Set("Retry-After", ra)
 		}
 	}
-	if w.content && code >= 200 && code < 300 && w.Header().Get(CacheStatusHeader) == "" {
-		status := "HIT"
-		if w.rec.fetched.Load() {
-			status = "MISS"
+	if w.content && code >= 200 && code < 300 {
+		if w.Header().Get(CacheStatusHeader) == "" {
+			status := "HIT"
+			if w.rec.fetched.Load() {
+				status = "MISS"
+			}
+			w.Header().Set(CacheStatusHeader, status)
 		}
-		w.Header().Set(CacheStatusHeader, status)
+		w.cacheStatus = w.Header().Get(CacheStatusHeader)
 	}
 	if (code == http.StatusNotFound || code >= http.StatusInternalServerError) && w.upstream.FailedSince(w.start) {
 		w.replaced = true
@@ -126,7 +154,9 @@ func (w *readWriter) Write(p []byte) (int, error) {
 	if w.replaced {
 		return len(p), nil
 	}
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	return n, err
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

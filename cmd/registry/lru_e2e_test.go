@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -323,39 +320,6 @@ func pullVerified(t *testing.T, p *proxytest.Proxy, ref string, want image) erro
 	return nil
 }
 
-// metric reads one unlabelled sample from the proxy's Prometheus endpoint.
-func metric(t *testing.T, p *proxytest.Proxy, metricName string) float64 {
-	t.Helper()
-	if p.DebugAddr == "" {
-		t.Fatal("proxy has no debug server")
-	}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+p.DebugAddr+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), metricName+" ")
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil {
-			t.Fatalf("metric %s: %v", metricName, err)
-		}
-		return f
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	t.Fatalf("metric %s not exported", metricName)
-	return 0
-}
 
 // TestLRUConcurrentPullsDuringEviction has four clients pull eight images
 // of about 2 MiB, two each, three rounds, through a cache bounded to 6 MiB,
@@ -398,7 +362,7 @@ func TestLRUConcurrentPullsDuringEviction(t *testing.T) {
 	}
 	wg.Wait()
 
-	evictions := metric(t, p, "ecrproxy_cache_evictions_total")
+	evictions := metric(scrape(t, p), "ecrproxy_cache_evictions_total", "")
 	if evictions == 0 {
 		t.Errorf("no blob evicted: the test did not exercise eviction")
 	}

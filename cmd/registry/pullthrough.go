@@ -11,6 +11,7 @@ import (
 	repositorymiddleware "github.com/distribution/distribution/v3/registry/middleware/repository"
 	"github.com/sirupsen/logrus"
 
+	ecrmetrics "github.com/ecr-proxy/ecr-proxy/metrics"
 	"github.com/ecr-proxy/ecr-proxy/pullthrough"
 )
 
@@ -29,6 +30,7 @@ func installPullthrough(s *settings, rt http.RoundTripper) (*pullthrough.Puller,
 		pullthrough.WithSpoolDir(spool),
 		pullthrough.WithFetchTimeout(timeout),
 		pullthrough.WithTagTTL(s.ecr.TagTTL),
+		pullthrough.WithObserver(ecrmetrics.SingleflightObserver{}),
 		pullthrough.WithLogger(logrus.StandardLogger().WithField("component", "pullthrough")))
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
 	"github.com/ecr-proxy/ecr-proxy/gateway"
+	ecrmetrics "github.com/ecr-proxy/ecr-proxy/metrics"
 )
 
 // newServeCmd replaces distribution's serve command: it sets up ECR
@@ -68,15 +69,19 @@ func serve(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
+	if err := ecrmetrics.Register(); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	tokens, err := ecrauth.NewTokenSource(ecr.NewFromConfig(awsCfg),
 		ecrauth.WithRenewInterval(s.ecr.RenewInterval),
+		ecrauth.WithMintObserver(ecrmetrics.ObserveMint),
 		ecrauth.WithLogger(logrus.StandardLogger().WithField("component", "ecr-token")))
 	if err != nil {
 		return err
 	}
 	upstream := gateway.NewUpstream()
 	transport, err := ecrauth.NewTransport(s.dist.Proxy.RemoteURL, tokens,
-		ecrauth.WithBase(upstreamTransport(s.ecr.Resolver)),
+		ecrauth.WithBase(ecrmetrics.InstrumentTransport(upstreamTransport(s.ecr.Resolver))),
 		ecrauth.WithRoundTripObserver(upstream.Observe))
 	if err != nil {
 		return err
@@ -135,6 +140,7 @@ func serve(ctx context.Context, s *settings) error {
 	registry.RegisterHandler(func(_ *configuration.Configuration, next http.Handler) http.Handler {
 		handler = gateway.New(next,
 			gateway.WithUpstream(upstream),
+			gateway.WithServedObserver(ecrmetrics.ObserveServed),
 			gateway.WithPassthrough(push),
 			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, transport)),
 			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")))

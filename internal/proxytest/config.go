@@ -21,6 +21,8 @@ type ConfigOptions struct {
 	StorageParams map[string]string
 	// Extra is YAML appended verbatim (top-level sections).
 	Extra string
+	// LogLevel is log.level; default info.
+	LogLevel string
 	// ProxyExtra and ECRExtra are "key: value" lines added to the proxy
 	// and ecr sections, such as "cachewritetimeout: 2s" or "tagttl: 1h".
 	ProxyExtra, ECRExtra []string
@@ -29,6 +31,10 @@ type ConfigOptions struct {
 // WriteConfig writes a proxy configuration into dir and returns its path.
 // The registry and debug servers listen on ephemeral loopback ports.
 func WriteConfig(dir string, o ConfigOptions) (string, error) {
+	level := o.LogLevel
+	if level == "" {
+		level = "info"
+	}
 	driver := o.StorageDriver
 	if driver == "" {
 		driver = "filesystem"
@@ -53,7 +59,7 @@ func WriteConfig(dir string, o ConfigOptions) (string, error) {
 	}
 	y := fmt.Sprintf(`version: 0.1
 log:
-  level: info
+  level: %s
   formatter: text
   accesslog:
     disabled: true
@@ -74,7 +80,7 @@ http:
       enabled: true
 proxy:
   remoteurl: %s
-%s%s%s`, driver, o.RootDirectory, params.String(), o.RemoteURL, proxyExtra, ecr, o.Extra)
+%s%s%s`, level, driver, o.RootDirectory, params.String(), o.RemoteURL, proxyExtra, ecr, o.Extra)
 	path := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		return "", fmt.Errorf("write proxy config: %w", err)

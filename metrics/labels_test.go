@@ -1,0 +1,188 @@
+package metrics
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/ecr-proxy/ecr-proxy/auth"
+)
+
+// scriptedTransport answers every request with status and a short body.
+type scriptedTransport struct{ status int }
+
+func (s scriptedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: s.status, Body: io.NopCloser(strings.NewReader("body")), Request: req}, nil
+}
+
+// feedEverything drives every observer of r with requests full of
+// repository names, digests, presigned queries and secrets.
+func feedEverything(t *testing.T, r *recorder) {
+	t.Helper()
+	urls := []string{
+		"https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/v2/",
+		"https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/v2/secret-team/private-app/manifests/v1.2.3",
+		"https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/v2/secret-team/private-app/blobs/sha256:deadbeefcafe",
+		"https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/v2/secret-team/private-app/blobs/uploads/upload-uuid-1?_state=opaque",
+		"https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/v2/secret-team/private-app/tags/list?last=v1.2.3",
+		"https://prod-eu-west-1-starport-layer-bucket.s3.eu-west-1.amazonaws.com/a/sha256:deadbeefcafe?X-Amz-Signature=SIGNATUREVALUE&X-Amz-Credential=ASIASECRETKEYID",
+		"https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/v2/_catalog?n=10",
+		"https://elsewhere.example/weird/path/secret-team",
+	}
+	methods := []string{"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "PROPFIND"}
+	for i, u := range urls {
+		for j, m := range methods {
+			var rt http.RoundTripper = scriptedTransport{status: []int{200, 201, 202, 307, 401, 403, 404, 429, 500, 503, 999}[(i+j)%11]}
+			if (i+j)%5 == 0 {
+				rt = failingTransport{err: errors.New("dial tcp: lookup secret-team.example: no such host")}
+			}
+			req, err := http.NewRequest(m, u, nil)
+			if err != nil {
+				t.Fatalf("new request: %v", err)
+			}
+			req.Header.Set("Authorization", "Basic QVdTOlRPS0VOU0VDUkVU")
+			resp, err := r.instrument(rt).RoundTrip(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		}
+	}
+	r.observeMint(auth.MintEvent{Token: auth.Token{Username: "AWS", Password: "TOKENSECRET", ExpiresAt: time.Unix(1_800_000_000, 0)}, Duration: time.Second})
+	r.observeMint(auth.MintEvent{Err: errors.New("AccessDenied for arn:aws:iam::123456789012:role/secret-role"), Duration: time.Second})
+	for _, kind := range []string{KindManifest, KindBlob, "sha256:deadbeefcafe", "secret-team/private-app", "tags"} {
+		r.observeServed(kind, true, 10)
+		r.observeServed(kind, false, 10)
+	}
+	r.sfFetches.Inc()
+	r.waitersChanged(1)
+	r.waitersChanged(-1)
+}
+
+// allowed is every value each label may take.
+var allowed = map[string]map[string]bool{
+	"kind":   set(upstreamPing, upstreamManifest, upstreamBlob, upstreamTags, upstreamUpload, upstreamS3, upstreamOther),
+	"method": set("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "other"),
+	"code":   codes(),
+	"result": set(resultHit, resultMiss, resultSuccess, resultFailure),
+	"source": set(sourceCache, sourceUp),
+	"le":     nil, // histogram buckets, fixed by the definition
+}
+
+func set(vs ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, v := range vs {
+		m[v] = true
+	}
+	return m
+}
+
+func codes() map[string]bool {
+	m := set("error", "other")
+	for c := 100; c <= 599; c++ {
+		m[strconv.Itoa(c)] = true
+	}
+	return m
+}
+
+func TestLabelValuesStayInFixedSets(t *testing.T) {
+	t.Parallel()
+	r, reg := testRecorder(t, time.Millisecond)
+	feedEverything(t, r)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				vals, known := allowed[lp.GetName()]
+				if !known {
+					t.Errorf("%s: label %q is not one of the fixed labels", mf.GetName(), lp.GetName())
+					continue
+				}
+				if vals != nil && !vals[lp.GetValue()] {
+					t.Errorf("%s: label %s=%q outside its fixed set", mf.GetName(), lp.GetName(), lp.GetValue())
+				}
+			}
+		}
+	}
+}
+
+func TestNoSecretsOrIdentifiersInMetrics(t *testing.T) {
+	t.Parallel()
+	r, reg := testRecorder(t, time.Millisecond)
+	feedEverything(t, r)
+	text := exposition(t, reg)
+	for _, s := range []string{
+		"TOKENSECRET", "QVdTOlRPS0VOU0VDUkVU", "SIGNATUREVALUE", "ASIASECRETKEYID", "X-Amz",
+		"secret-team", "private-app", "deadbeef", "sha256", "upload-uuid", "123456789012", "v1.2.3",
+		"amazonaws", "secret-role", "no such host",
+	} {
+		if strings.Contains(text, s) {
+			t.Errorf("metrics contain %q", s)
+		}
+	}
+}
+
+func TestMetricsFollowPrometheusConventions(t *testing.T) {
+	t.Parallel()
+	r, reg := testRecorder(t, time.Millisecond)
+	feedEverything(t, r)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatalf("lint: %v", err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), namespace+"_") {
+			t.Errorf("%s lacks the %s_ prefix", mf.GetName(), namespace)
+		}
+	}
+}
+
+func TestRegisterOnDefaultRegistry(t *testing.T) {
+	// Not parallel: it uses the process-wide registry and recorder.
+	if err := Register(); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	if err := Register(); err != nil {
+		t.Fatalf("Register again: %v", err)
+	}
+	before, _ := value(t, prometheus.DefaultGatherer, "ecrproxy_singleflight_fetches_total")
+	SingleflightObserver{}.FlightStarted()
+	SingleflightObserver{}.WaitersChanged(1)
+	SingleflightObserver{}.WaitersChanged(-1)
+	ObserveServed(KindBlob, true, 0)
+	ObserveMint(auth.MintEvent{Token: auth.Token{ExpiresAt: time.Unix(1_800_000_000, 0)}})
+	if after, _ := value(t, prometheus.DefaultGatherer, "ecrproxy_singleflight_fetches_total"); after != before+1 {
+		t.Errorf("singleflight fetches on the default registry = %v, want %v", after, before+1)
+	}
+	if got, _ := value(t, prometheus.DefaultGatherer, "ecrproxy_token_expiry_timestamp_seconds"); got != 1_800_000_000 {
+		t.Errorf("token expiry on the default registry = %v, want 1.8e9", got)
+	}
+	if SingleflightWaiters != std.sfWaiters {
+		t.Error("SingleflightWaiters is not the registered gauge")
+	}
+	// A conflicting definition under one of our names is reported.
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(prometheus.NewGauge(prometheus.GaugeOpts{Name: "ecrproxy_token_mints_total", Help: "x"})); err != nil {
+		t.Fatalf("register conflicting gauge: %v", err)
+	}
+	if err := newRecorder(time.Now).register(reg); err == nil {
+		t.Error("register over a conflicting collector: want an error")
+	}
+}
