@@ -26,8 +26,9 @@ import (
 )
 
 func main() {
+	registry.RootCmd.Run = rootRun
 	registry.RootCmd.RemoveCommand(registry.ServeCmd)
-	registry.RootCmd.AddCommand(newServeCmd(), newGetCmd())
+	registry.RootCmd.AddCommand(newServeCmd(), newGetCmd(), newHealthcheckCmd())
 	wrapGarbageCollect(registry.GCCmd)
 	if err := registry.RootCmd.Execute(); err != nil {
 		os.Exit(1)

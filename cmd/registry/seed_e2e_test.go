@@ -3,10 +3,12 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -320,4 +322,31 @@ func withoutKey(env []string, key string) []string {
 		}
 	}
 	return out
+}
+
+// TestHealthcheckCommand: the image's HEALTHCHECK command succeeds against
+// a running proxy (TLS included) and fails when nothing listens.
+func TestHealthcheckCommand(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	dir := t.TempDir()
+	cert, key := writeCertPair(t, dir, "proxy")
+	port := freePort(t)
+	run := func() error {
+		cmd := exec.CommandContext(t.Context(), proxyBinary, "healthcheck")
+		cmd.Env = []string{"PORT=" + port, "ENABLE_SSL=true"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	}
+	if err := run(); err == nil {
+		t.Error("healthcheck succeeded with nothing listening")
+	}
+	startSeedProxy(t, append(withoutKey(emu.Env(), "ECR"), "ECR="+emu.RegistryURL(), "PORT="+port,
+		"ENABLE_SSL=true", "SSL_KEY="+key, "SSL_CERTIFICATE="+cert, "CACHE_DIR="+filepath.Join(dir, "cache")))
+	if err := run(); err != nil {
+		t.Errorf("healthcheck against a running proxy: %v", err)
+	}
 }
