@@ -320,7 +320,6 @@ func pullVerified(t *testing.T, p *proxytest.Proxy, ref string, want image) erro
 	return nil
 }
 
-
 // TestLRUConcurrentPullsDuringEviction has four clients pull eight images
 // of about 2 MiB, two each, three rounds, through a cache bounded to 6 MiB,
 // so that blobs are evicted while others are read and written. Every pull
