@@ -39,6 +39,12 @@ go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
   done
 done
 
+step "deployment manifests (offline: strict decoding with k8s.io/api)"
+(cd deploy/validate && go vet ./... && go test -count=1 ./...)
+
+step "benchmark smoke run"
+go run ./bench -smoke
+
 if [ -d conformance ]; then
   step "OCI distribution-spec conformance suite"
   go run ./conformance
