@@ -20,6 +20,8 @@ type Emulator struct {
 
 	app       *handlers.App
 	appCancel context.CancelFunc
+	// backing is app behind the referrers recorder (referrers.go).
+	backing http.Handler
 	// storageDir holds the backing registry's content; removed by Close.
 	storageDir string
 
@@ -37,7 +39,8 @@ type Emulator struct {
 	closeErr        error
 	tokenLifetime   time.Duration
 	tokens          map[string]*registryToken
-	identities      map[string]identity // by access key ID
+	referrers       map[string][]referrer // by repository@subject digest
+	identities      map[string]identity   // by access key ID
 	presigned       map[string]presignedURL
 	uploads         map[string]int64 // upload UUID -> size of its last PATCH
 	imdsTokens      map[string]struct{}
@@ -70,6 +73,7 @@ func Start(opts ...Option) (*Emulator, error) {
 		uploads:       make(map[string]int64),
 		imdsTokens:    make(map[string]struct{}),
 		counts:        make(map[Kind]int),
+		referrers:     make(map[string][]referrer),
 		cutAfter:      -1,
 		closing:       make(chan struct{}),
 	}
@@ -96,6 +100,7 @@ func Start(opts ...Option) (*Emulator, error) {
 		return nil, err
 	}
 	e.app, e.appCancel = app, cancel
+	e.backing = e.recordReferrers(app)
 
 	e.registry = newLoopServer("registry", cfg.registryAddr, e.track(http.HandlerFunc(e.serveRegistry)), &e.serving)
 	e.s3 = newLoopServer("s3", cfg.s3Addr, e.track(http.HandlerFunc(e.serveS3)), &e.serving)

@@ -42,18 +42,20 @@ func (e *Emulator) serveRegistry(w http.ResponseWriter, r *http.Request) {
 			e.redirectBlob(w, r, rt)
 			return
 		}
-		e.app.ServeHTTP(w, r)
+		e.backing.ServeHTTP(w, r)
 	case KindTagsList:
 		e.serveTags(w, r)
+	case KindReferrers:
+		e.serveReferrers(w, r, rt)
 	case KindUpload:
 		e.serveUpload(w, r, rt)
 	case KindManifestGET:
 		if !e.cfg.manifestDigestOnGET {
 			w = &headerDropper{ResponseWriter: w, drop: "Docker-Content-Digest"}
 		}
-		e.app.ServeHTTP(w, r)
+		e.backing.ServeHTTP(w, r)
 	default:
-		e.app.ServeHTTP(w, r)
+		e.backing.ServeHTTP(w, r)
 	}
 }
 
@@ -125,9 +127,9 @@ func (e *Emulator) redirectBlob(w http.ResponseWriter, r *http.Request, rt route
 	head := r.Clone(r.Context())
 	head.Method = http.MethodHead
 	rec := httptest.NewRecorder()
-	e.app.ServeHTTP(rec, head)
+	e.backing.ServeHTTP(rec, head)
 	if rec.Code != http.StatusOK {
-		e.app.ServeHTTP(w, r)
+		e.backing.ServeHTTP(w, r)
 		return
 	}
 	loc, err := e.presign(rt.name, rt.ref)
@@ -151,7 +153,7 @@ func (e *Emulator) serveTags(w http.ResponseWriter, r *http.Request) {
 		r.URL.RawQuery = q.Encode()
 		r.RequestURI = r.URL.RequestURI()
 	}
-	e.app.ServeHTTP(w, r)
+	e.backing.ServeHTTP(w, r)
 }
 
 // headerDropper removes one header before the response is written.

@@ -106,7 +106,7 @@ func (e *Emulator) serveS3(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	bw := &blobWriter{ResponseWriter: w, ctx: r.Context(), closing: e.closing, cutAfter: cutAfter, stall: stall}
-	e.app.ServeHTTP(bw, inner)
+	e.backing.ServeHTTP(bw, inner)
 }
 
 // blobWriter turns the registry's blob response into an S3 one and applies

@@ -16,7 +16,7 @@ func (e *Emulator) seedOptions(ctx context.Context) []remote.Option {
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(authn.Anonymous),
-		remote.WithTransport(handlerTransport{h: e.app}),
+		remote.WithTransport(handlerTransport{h: e.backing}),
 	}
 }
 

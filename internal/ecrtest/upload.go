@@ -28,7 +28,7 @@ func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request, rt route)
 			r.URL.RawQuery = q.Encode()
 			r.RequestURI = r.URL.RequestURI()
 		}
-		e.app.ServeHTTP(w, r)
+		e.backing.ServeHTTP(w, r)
 	case http.MethodPatch:
 		if e.previousPartTooSmall(rt.ref) {
 			writeOCIError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID", partTooSmallMessage)
@@ -37,7 +37,7 @@ func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request, rt route)
 		body := &countingReader{r: r.Body}
 		r.Body = body
 		sw := &statusWriter{ResponseWriter: w, rewrite: map[int]int{http.StatusAccepted: http.StatusCreated}}
-		e.app.ServeHTTP(sw, r)
+		e.backing.ServeHTTP(sw, r)
 		if sw.status == http.StatusCreated {
 			e.mu.Lock()
 			e.uploads[rt.ref] = body.n.Load()
@@ -49,12 +49,12 @@ func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request, rt route)
 			return
 		}
 		e.forgetUpload(rt.ref)
-		e.app.ServeHTTP(w, r)
+		e.backing.ServeHTTP(w, r)
 	case http.MethodDelete:
 		e.forgetUpload(rt.ref)
-		e.app.ServeHTTP(w, r)
+		e.backing.ServeHTTP(w, r)
 	default:
-		e.app.ServeHTTP(w, r)
+		e.backing.ServeHTTP(w, r)
 	}
 }
 
