@@ -115,10 +115,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := t.send(req, tok)
-	if err != nil || !refusedToken(resp) || !replayable(req) {
+	if err != nil || !refusedToken(resp) {
 		return resp, err
 	}
 	t.tokens.Invalidate(tok)
+	if !replayable(req) {
+		// The body is gone: the caller sees ECR's answer, and its retry
+		// gets a fresh token.
+		return resp, nil
+	}
 	fresh, err := t.tokens.Token(req.Context())
 	if err != nil || fresh.same(tok) {
 		// No better token to try: let the caller see ECR's answer.

@@ -242,6 +242,11 @@ func TestTransportDoesNotReplayStreams(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || api.Calls() != 1 {
 		t.Errorf("status = %d after %d mints, want the 401 and no re-mint for a body that cannot be replayed", resp.StatusCode, api.Calls())
 	}
+	// The refused token was dropped: the caller's retry gets a new one.
+	reg.refuse = nil
+	if code, _ := get(t, &http.Client{Transport: tr}, reg.srv.URL+"/v2/team/app/tags/list"); code != 200 || api.Calls() != 2 {
+		t.Errorf("retry after the refusal = %d after %d mints, want 200 with a second token", code, api.Calls())
+	}
 }
 
 func TestTransportFailsWithoutToken(t *testing.T) {
