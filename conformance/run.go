@@ -76,13 +76,7 @@ type expectedFailure struct {
 
 // expectedFailures: keep each reason short and precise; README.md has the
 // details and the proposed fixes.
-var expectedFailures = []expectedFailure{
-	{
-		prefix:   "empty/referrers",
-		category: catDiscovery,
-		reason:   "GET /v2/<name>/referrers/<digest> answers 404: distribution v3.1.2 has no referrers API",
-	},
-}
+var expectedFailures = []expectedFailure{}
 
 type options struct {
 	categories  map[string]bool

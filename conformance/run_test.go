@@ -66,6 +66,10 @@ func TestParseJUnit(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	// Every known failure is fixed; the mechanism stays for the next one.
+	saved := expectedFailures
+	expectedFailures = []expectedFailure{{prefix: "empty/referrers", category: catDiscovery, reason: "example"}}
+	t.Cleanup(func() { expectedFailures = saved })
 	cases := []testCase{
 		{Name: suiteRoot + "/ping", Status: "passed"},
 		{Name: suiteRoot + "/empty/referrers", Status: "failure"},

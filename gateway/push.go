@@ -9,13 +9,16 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
 	distauth "github.com/distribution/distribution/v3/registry/auth"
+	"github.com/distribution/reference"
 	"github.com/gorilla/mux"
+	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 )
 
@@ -52,6 +55,7 @@ type Passthrough struct {
 	target *url.URL
 	rt     http.RoundTripper
 	router *mux.Router
+	prefix string // http.prefix, without its final slash
 	ext    ExternalURL
 	access distauth.AccessController
 	wt     *WriteThrough
@@ -84,7 +88,10 @@ func WithWriteThrough(wt *WriteThrough) PassthroughOption {
 // WithPathPrefix sets distribution's http.prefix, under which the API's
 // routes are served.
 func WithPathPrefix(prefix string) PassthroughOption {
-	return func(p *Passthrough) { p.router = v2.RouterWithPrefix(prefix) }
+	return func(p *Passthrough) {
+		p.router = v2.RouterWithPrefix(prefix)
+		p.prefix = strings.TrimSuffix(prefix, "/")
+	}
 }
 
 // WithPushLogger sets the logger (default: discard); each write is
@@ -148,7 +155,14 @@ const (
 	manifestPut                         // PUT /v2/<name>/manifests/<ref>
 	manifestDelete                      // DELETE /v2/<name>/manifests/<ref>
 	blobDelete                          // DELETE /v2/<name>/blobs/<digest>
+	// referrersList is GET /v2/<name>/referrers/<digest>: a read, but one
+	// distribution v3.1.2 has no API for, so it goes to ECR like a write
+	// (pull access checked, nothing cached: the list grows with pushes).
+	referrersList
 )
+
+// referrersPath matches the referrers API under the API root.
+var referrersPath = regexp.MustCompile(`^/v2/(` + reference.NameRegexp.String() + `)/referrers/(` + digest.DigestRegexp.String() + `)$`)
 
 // write is a classified write request: its repository and its upload ID,
 // manifest reference or digest, each validated by distribution's route
@@ -168,6 +182,8 @@ func (w write) path() string {
 		return "/v2/" + w.repo + "/blobs/uploads/" + w.ref
 	case manifestPut, manifestDelete:
 		return "/v2/" + w.repo + "/manifests/" + w.ref
+	case referrersList:
+		return "/v2/" + w.repo + "/referrers/" + w.ref
 	default:
 		return "/v2/" + w.repo + "/blobs/" + w.ref
 	}
@@ -178,6 +194,11 @@ func (w write) hasUpload() bool { return w.kind >= uploadStatus && w.kind <= upl
 // match classifies r with distribution's own routes; reads and anything
 // else are not writes.
 func (p *Passthrough) match(r *http.Request) (write, bool) {
+	if r.Method == http.MethodGet {
+		if sm := referrersPath.FindStringSubmatch(strings.TrimPrefix(r.URL.Path, p.prefix)); sm != nil {
+			return write{kind: referrersList, repo: sm[1], ref: sm[2]}, true
+		}
+	}
 	var m mux.RouteMatch
 	if !p.router.Match(r, &m) || m.Route == nil {
 		return write{}, false
