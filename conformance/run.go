@@ -76,7 +76,16 @@ type expectedFailure struct {
 
 // expectedFailures: keep each reason short and precise; README.md has the
 // details and the proposed fixes.
-var expectedFailures = []expectedFailure{}
+var expectedFailures = []expectedFailure{
+	{prefix: "sha512", category: catPush,
+		reason: "ECR stores sha256 digests only; content pushed with sha512 is kept under its sha256 digest"},
+	{prefix: "sha256 blobs/chunked multi", category: catPush,
+		reason: "ECR refuses upload chunks under 5 MiB except the last (the suite sends small chunks)"},
+	{prefix: "sha256 blobs/chunked out-of-order", category: catPush,
+		reason: "ECR refuses upload chunks under 5 MiB except the last, before looking at their order"},
+	{prefix: "sha256 blobs/bad digest chunked", category: catPush,
+		reason: "ECR refuses upload chunks under 5 MiB except the last, before the digest is checked"},
+}
 
 type options struct {
 	categories  map[string]bool
@@ -116,7 +125,7 @@ func main() {
 func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("conformance", flag.ContinueOnError)
-	cats := fs.String("categories", catPull+","+catDiscovery, "comma-separated categories to run: "+strings.Join(allCategories, ", ")+", or all")
+	cats := fs.String("categories", "all", "comma-separated categories to run: "+strings.Join(allCategories, ", ")+", or all")
 	fs.StringVar(&o.resultsDir, "results", "", "directory for junit.xml, report.html, results.yaml, suite and proxy output (default: a new temporary directory, kept)")
 	fs.StringVar(&o.suiteBin, "suite-bin", "", "use this conformance binary instead of installing "+suiteModule+"@VERSION")
 	fs.StringVar(&o.proxyBin, "proxy-bin", "", "use this proxy binary instead of building ./cmd/registry")
@@ -438,11 +447,15 @@ func suiteEnv(o options, addr string, s seeded, work string) []string {
 		"OCI_API_TAGS_DELETE=" + on(catManagement),
 		"OCI_API_MANIFESTS_DELETE=" + on(catManagement),
 		"OCI_API_BLOBS_DELETE=" + on(catManagement),
-		// Content seeded in the emulator, read through the proxy. Used
-		// whatever the categories; with push on, the suite also pushes its own.
-		"OCI_RO_DATA_TAGS=" + strings.Join(s.tags, " "),
-		"OCI_RO_DATA_MANIFESTS=" + strings.Join(s.manifests, " "),
-		"OCI_RO_DATA_BLOBS=" + strings.Join(s.blobs, " "),
+	}
+	if !o.categories[catPush] {
+		// Content seeded in the emulator, read through the proxy. With
+		// push on, the suite pushes (and reads) its own: it would also try
+		// to push the read-only blobs, whose content it does not have.
+		env = append(env,
+			"OCI_RO_DATA_TAGS="+strings.Join(s.tags, " "),
+			"OCI_RO_DATA_MANIFESTS="+strings.Join(s.manifests, " "),
+			"OCI_RO_DATA_BLOBS="+strings.Join(s.blobs, " "))
 	}
 	if o.filter != "" {
 		env = append(env, "OCI_FILTER_TEST="+o.filter)

@@ -45,7 +45,8 @@ step "deployment manifests (offline: strict decoding with k8s.io/api)"
 step "benchmark smoke run"
 go run ./bench -smoke
 
-if [ -d conformance ]; then
-  step "OCI distribution-spec conformance suite"
-  go run ./conformance
-fi
+step "OCI distribution-spec conformance: pull and discovery on content preloaded in the emulated ECR"
+go run ./conformance -categories pull,discovery
+
+step "OCI distribution-spec conformance: every category, pushing through the proxy"
+go run ./conformance -categories all

@@ -32,6 +32,9 @@ func newRegistryApp(ctx context.Context, dir string) (app *handlers.App, err err
 		},
 	}
 	cfg.HTTP.Secret = secret
+	// ECR accepts non-distributable (foreign) layers; distribution refuses
+	// their URLs unless allowed.
+	cfg.Validation.Manifests.URLs.Allow = []string{`^https?://`}
 	cfg.Catalog.MaxEntries = 1000
 	cfg.Tags.MaxTags = 1000
 	cfg.Log.AccessLog.Disabled = true

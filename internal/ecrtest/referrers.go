@@ -37,11 +37,6 @@ func (e *Emulator) recordReferrers(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if sw.status != http.StatusCreated {
-			return
-		}
 		var m struct {
 			MediaType    string                     `json:"mediaType"`
 			ArtifactType string                     `json:"artifactType"`
@@ -50,6 +45,14 @@ func (e *Emulator) recordReferrers(next http.Handler) http.Handler {
 			Annotations  map[string]string          `json:"annotations"`
 		}
 		if err := json.Unmarshal(body, &m); err != nil || m.Subject == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// ECR, like the distribution spec, names the subject it saw.
+		w.Header().Set("OCI-Subject", m.Subject.Digest)
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status != http.StatusCreated {
 			return
 		}
 		at := m.ArtifactType

@@ -47,6 +47,10 @@ func (e *Emulator) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		e.serveTags(w, r)
 	case KindReferrers:
 		e.serveReferrers(w, r, rt)
+	case KindBlobDELETE:
+		// ECR removes layers with their images (BatchDeleteImage,
+		// lifecycle policies); its registry API has no blob DELETE.
+		writeOCIError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "The operation is unsupported.")
 	case KindUpload:
 		e.serveUpload(w, r, rt)
 	case KindManifestGET:
