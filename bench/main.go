@@ -55,6 +55,7 @@ func run() error {
 		ecrBin   = flag.String("ecr-proxy-bin", "", "use this ecr-proxy binary instead of building ./cmd/registry")
 		pushSize = flag.Int64("push-layer-size", 4<<20, "layer size of the 4-layer pushed image, bytes (see README: the emulator's store is quadratic in blob size)")
 	)
+	bigPush := flag.Int64("big-push", 0, "only push one streamed layer of this many bytes through ecr-proxy and report its peak memory (e.g. 1073741824)")
 	flag.Parse()
 	large, small := fullLarge, fullSmall
 	if *smoke {
@@ -111,6 +112,9 @@ func run() error {
 	defer l.emu.Close()
 	if l.user, l.password, err = l.emu.Token(); err != nil {
 		return fmt.Errorf("mint token: %w", err)
+	}
+	if *bigPush > 0 {
+		return l.bigPush(ctx, os.Stdout, *bigPush)
 	}
 
 	fmt.Fprintln(os.Stderr, "seeding images…")
