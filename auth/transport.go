@@ -115,7 +115,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := t.send(req, tok)
-	if err != nil || !refusedToken(resp) {
+	if err != nil || !RefusedToken(resp) {
 		return resp, err
 	}
 	t.tokens.Invalidate(tok)
@@ -160,10 +160,11 @@ func canonicalHost(u *url.URL) string {
 	return strings.ToLower(u.Hostname()) + ":" + port
 }
 
-// refusedToken reports whether resp says the token is not (or no longer)
-// accepted: 401, or 403 for an expired token. Other 403s (an IAM policy
-// denying a repository) are not retried. The peeked body is put back.
-func refusedToken(resp *http.Response) bool {
+// RefusedToken reports whether an answer of the ECR registry refuses the
+// token it was sent with: 401, or 403 for an expired token. Other 403s (an
+// IAM policy denying a repository) do not. The part of the body read to
+// tell is put back, so resp can still be passed on.
+func RefusedToken(resp *http.Response) bool {
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
 		return true

@@ -20,6 +20,8 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
+
+	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
 )
 
 // Errors of the push passthrough.
@@ -38,7 +40,7 @@ var (
 // it can be replayed and cached: ECR's and distribution's limit.
 const maxManifestSize = 4 << 20
 
-// maxPeek bounds how much of a 403 body is read to tell an expired token.
+// maxPeek bounds how much of a refused answer's body is drained.
 const maxPeek = 4 << 10
 
 // Messages of the answers the passthrough writes itself.
@@ -318,7 +320,7 @@ func (p *Passthrough) rewrite(pr *httputil.ProxyRequest) {
 func (p *Passthrough) modifyResponse(resp *http.Response) error {
 	ex := exchangeFrom(resp.Request.Context())
 	wr := ex.write
-	if ex.streamed && tokenRefused(resp) && p.renewToken(ex) {
+	if ex.streamed && ecrauth.RefusedToken(resp) && p.renewToken(ex) {
 		return errTokenRefused
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
@@ -415,37 +417,12 @@ func (p *Passthrough) renewToken(ex *exchange) bool {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxPeek))
 		_ = resp.Body.Close()
 	}()
-	renewed := !tokenRefused(resp)
+	renewed := !ecrauth.RefusedToken(resp)
 	p.log.WithFields(logrus.Fields{
 		"repository": ex.write.repo, "upload": ex.write.ref,
 		"session_status": resp.StatusCode, "session_range": resp.Header.Get("Range"),
 	}).Warnf("push: ECR refused the token during an upload; token renewed: %t; the client is told to retry", renewed)
 	return renewed
-}
-
-// tokenRefused reports whether resp refuses the proxy's ECR token: 401,
-// or 403 for an expired token (other 403s are IAM denials). The peeked
-// body is put back.
-func tokenRefused(resp *http.Response) bool {
-	switch resp.StatusCode {
-	case http.StatusUnauthorized:
-		return true
-	case http.StatusForbidden:
-		peek, err := io.ReadAll(io.LimitReader(resp.Body, maxPeek))
-		resp.Body = readCloser{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
-		if err != nil {
-			return false
-		}
-		body := strings.ToLower(string(peek))
-		return strings.Contains(body, "expired") || strings.Contains(body, "authorization token")
-	default:
-		return false
-	}
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
 }
 
 // uploadID returns the upload ID in ECR's Location for a new session.

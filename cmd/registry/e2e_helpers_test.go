@@ -84,9 +84,16 @@ func startProxy(t *testing.T, emu *ecrtest.Emulator, o proxyOpts) *proxytest.Pro
 	if env == nil {
 		env = emu.Env()
 	}
+	return runProxy(t, []string{"serve", cfgPath}, env)
+}
+
+// runProxy starts the proxy binary with args and the hermetic environment
+// plus env, and stops it at cleanup, showing its output if the test failed.
+func runProxy(t *testing.T, args, env []string) *proxytest.Proxy {
+	t.Helper()
 	p, err := proxytest.Start(t.Context(), proxytest.Config{
 		Binary: proxyBinary,
-		Args:   []string{"serve", cfgPath},
+		Args:   args,
 		Env:    append(hermeticEnv(t), env...),
 	})
 	if err != nil {

@@ -27,23 +27,7 @@ import (
 // the seed's variables alone (plus AWS's).
 func startSeedProxy(t *testing.T, env []string) *proxytest.Proxy {
 	t.Helper()
-	p, err := proxytest.Start(t.Context(), proxytest.Config{
-		Binary: proxyBinary,
-		Args:   []string{"serve"},
-		Env:    append(hermeticEnv(t), env...),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
-			t.Errorf("stop proxy: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("proxy output:\n%s", p.Logs())
-		}
-	})
-	return p
+	return runProxy(t, []string{"serve"}, env)
 }
 
 // freePort returns a loopback port nothing listens on.
