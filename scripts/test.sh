@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The project's tests: formatting, go vet, golangci-lint, every package's
-# tests with the race detector, a bounded run of each fuzz target, and the
-# OCI distribution-spec conformance suite against the proxy in front of the
-# ECR emulator. Needs only Go; installs the pinned linter when it is missing.
+# tests with the race detector, a bounded run of each fuzz target, the
+# deployment manifests, the benchmark's smoke run, the OCI distribution-spec
+# conformance suite against the proxy in front of the ECR emulator, and the
+# container image (lint, build, proof). Needs Go, Node.js (npx) and, as root
+# on Debian, installs the packages it lacks; Go tools at pinned versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,24 @@ GOLANGCI_LINT_VERSION=v2.15.0
 FUZZTIME=${FUZZTIME:-10s}
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the tests use: buildah, jq, iproute2 and file build and
+# prove the container image; nginx with the seed's Lua modules is what the
+# benchmark's smoke run compares with. Installed when missing (as root).
+packages=(buildah jq iproute2 file nginx libnginx-mod-http-lua libnginx-mod-http-set-misc lua-cjson)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "these Debian packages are needed: ${missing[*]} (run as root, or install them first)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
@@ -50,3 +70,9 @@ go run ./conformance -categories pull,discovery
 
 step "OCI distribution-spec conformance: every category, pushing through the proxy"
 go run ./conformance -categories all
+
+step "Dockerfile lint"
+./scripts/dockerfile-lint.sh
+
+step "container image (buildah, scratch): build and prove"
+./scripts/image.sh
