@@ -2,18 +2,26 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // CacheStatusHeader is the seed proxy's response header saying whether a
 // blob or manifest came from the cache (HIT) or from ECR (MISS).
 const CacheStatusHeader = "X-Cache-Status"
 
-// fetchRecorder notes whether a request made the proxy fetch content
-// (a manifest or blob GET) from ECR.
-type fetchRecorder struct{ fetched atomic.Bool }
+// fetchRecorder notes what a request made the proxy do upstream: whether
+// it fetched content (a manifest or blob GET) and how long its upstream
+// round trips took, for X-Cache-Status and the request log.
+type fetchRecorder struct {
+	fetched  atomic.Bool
+	calls    atomic.Int64
+	upstream atomic.Int64 // nanoseconds until response headers, summed
+}
 
 type recorderKey struct{}
 
@@ -33,4 +41,33 @@ func noteFetch(req *http.Request) {
 	if p := req.URL.Path; strings.Contains(p, "/manifests/") || strings.Contains(p, "/blobs/") {
 		rec.fetched.Store(true)
 	}
+}
+
+// UpstreamTimer wraps the upstream transport so that the time each round
+// trip takes (until its response headers) is added to the request it was
+// made for, for the gateway's request log. Install it below the token
+// transport.
+func UpstreamTimer(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		rec, ok := req.Context().Value(recorderKey{}).(*fetchRecorder)
+		if !ok {
+			return rt.RoundTrip(req)
+		}
+		start := time.Now()
+		resp, err := rt.RoundTrip(req)
+		rec.calls.Add(1)
+		rec.upstream.Add(int64(time.Since(start)))
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// newRequestID returns a random request id for the log.
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -79,6 +79,33 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rw.cacheStatus != "" && r.Method == http.MethodGet {
 		h.served(contentKind(r.URL.Path), rw.cacheStatus == "HIT", rw.written)
 	}
+	h.logRead(r, rw, rec)
+}
+
+// logRead writes the request log line of a manifest, blob or tag read:
+// the request id, what was asked, the answer, the cache status, and the
+// time and number of the upstream round trips it caused. Paths carry no
+// secret; query strings are left out.
+func (h *handler) logRead(r *http.Request, rw *readWriter, rec *fetchRecorder) {
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	id := r.Header.Get("X-Request-Id")
+	if id == "" || len(id) > 128 {
+		id = newRequestID()
+	}
+	h.log.WithFields(logrus.Fields{
+		"request_id":        id,
+		"method":            r.Method,
+		"path":              r.URL.Path,
+		"status":            status,
+		"bytes":             rw.written,
+		"duration":          time.Since(rw.start).String(),
+		"cache_status":      rw.cacheStatus,
+		"upstream_requests": rec.calls.Load(),
+		"upstream_duration": time.Duration(rec.upstream.Load()).String(),
+	}).Info("request")
 }
 
 // contentKind is "manifest" or "blob" for a content path.
@@ -113,6 +140,7 @@ type readWriter struct {
 	replaced    bool
 	cacheStatus string // HIT or MISS, when set on the response
 	written     int64  // body bytes written to the client
+	status      int    // the status sent
 }
 
 func (w *readWriter) WriteHeader(code int) {
@@ -120,6 +148,7 @@ func (w *readWriter) WriteHeader(code int) {
 		return
 	}
 	w.wroteHeader = true
+	w.status = code
 	if code == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
 		if ra := w.upstream.RetryAfter(); ra != "" {
 			w.Header().Set("Retry-After", ra)
@@ -137,6 +166,7 @@ func (w *readWriter) WriteHeader(code int) {
 	}
 	if (code == http.StatusNotFound || code >= http.StatusInternalServerError) && w.upstream.FailedSince(w.start) {
 		w.replaced = true
+		w.status = http.StatusServiceUnavailable
 		for k := range w.Header() {
 			w.Header().Del(k)
 		}

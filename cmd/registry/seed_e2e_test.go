@@ -265,7 +265,7 @@ func TestHealthDuringOutage(t *testing.T) {
 func TestCacheStatusHeader(t *testing.T) {
 	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
-	dgst, _ := seedLayer(t, emu, "team/app:1", 64<<10)
+	dgst, blob := seedLayer(t, emu, "team/app:1", 64<<10)
 	p := startProxy(t, emu, proxyOpts{})
 	get := func(path string) string {
 		t.Helper()
@@ -294,6 +294,29 @@ func TestCacheStatusHeader(t *testing.T) {
 		if got := get(c.path); got != c.want {
 			t.Errorf("GET %s: X-Cache-Status %q, want %q", c.path, got, c.want)
 		}
+	}
+	// One request log line each, with the cache status and what went
+	// upstream: the cold blob needed ECR (HEAD and GET), the warm one not.
+	// The line is written once the response is sent: wait for the last.
+	if _, err := p.WaitForLog(t.Context(), "msg=request", dgst, "cache_status=HIT"); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range p.Lines() {
+		if strings.Contains(l, "msg=request") && strings.Contains(l, `path="/v2/team/app/blobs/`+dgst+`"`) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("request log lines for the blob: %q, want 2", lines)
+	}
+	for i, want := range []string{"cache_status=MISS", "cache_status=HIT"} {
+		if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], "request_id=") || !strings.Contains(lines[i], fmt.Sprintf("bytes=%d ", len(blob))) {
+			t.Errorf("request log %q: want %s, a request id and the bytes", lines[i], want)
+		}
+	}
+	if strings.Contains(lines[0], "upstream_requests=0") || !strings.HasSuffix(lines[1], "upstream_requests=0") {
+		t.Errorf("upstream requests: cold %q, warm %q", lines[0], lines[1])
 	}
 }
 

@@ -81,7 +81,7 @@ func serve(ctx context.Context, s *settings) error {
 	}
 	upstream := gateway.NewUpstream()
 	transport, err := ecrauth.NewTransport(s.dist.Proxy.RemoteURL, tokens,
-		ecrauth.WithBase(ecrmetrics.InstrumentTransport(upstreamTransport(s.ecr.Resolver))),
+		ecrauth.WithBase(gateway.UpstreamTimer(ecrmetrics.InstrumentTransport(upstreamTransport(s.ecr.Resolver)))),
 		ecrauth.WithRoundTripObserver(upstream.Observe))
 	if err != nil {
 		return err
