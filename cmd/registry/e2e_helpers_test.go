@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,8 +21,9 @@ import (
 	"github.com/ecr-proxy/ecr-proxy/internal/proxytest"
 )
 
-// proxyBinary is the proxy built once for the package's tests.
-var proxyBinary string
+// proxyBinary is the proxy built once for the package's tests; craneBinary
+// is go-containerregistry's crane CLI, a real client.
+var proxyBinary, craneBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
@@ -39,6 +41,11 @@ func runTests(m *testing.M) int {
 	proxyBinary, err = proxytest.Build(context.Background(), dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	craneBinary = filepath.Join(dir, "crane")
+	if out, err := exec.Command("go", "build", "-o", craneBinary, "github.com/google/go-containerregistry/cmd/crane").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build crane: %v\n%s", err, out)
 		return 1
 	}
 	return m.Run()
