@@ -195,9 +195,11 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 	if !verifier.Verified() {
 		return errDigest
 	}
-	// Commit before releasing the last byte to the readers: a reader's
-	// request then ends only once the blob is cached, so a graceful
-	// shutdown that drains requests keeps what they fetched.
+	// The checks passed: release the last byte to the readers, then
+	// commit (an fsync the clients need not wait for). The flight stays
+	// joinable until the commit is done, and a graceful shutdown waits
+	// for it (Puller.Wait).
+	f.update(func() { f.done = true })
 	if bw != nil {
 		desc := v1.Descriptor{Digest: f.dgst, Size: written, MediaType: octetStream}
 		if _, err := bw.Commit(ctx, desc); err != nil {
@@ -205,7 +207,6 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 		}
 		bw = nil
 	}
-	f.update(func() { f.done = true })
 	return nil
 }
 
