@@ -53,7 +53,7 @@ func run() error {
 		nginx    = flag.String("nginx", "nginx", "nginx binary; empty to leave nginx out")
 		only     = flag.String("systems", "ecr-proxy,ecr-proxy+tagttl,distribution,nginx", "comma-separated systems to compare with direct")
 		ecrBin   = flag.String("ecr-proxy-bin", "", "use this ecr-proxy binary instead of building ./cmd/registry")
-		pushSize = flag.Int64("push-layer-size", 4<<20, "layer size of the 4-layer pushed image, bytes (see README: the emulator's store is quadratic in blob size)")
+		pushSize = flag.Int64("push-layer-size", 64<<20, "layer size of the 4-layer pushed image, bytes")
 	)
 	bigPush := flag.Int64("big-push", 0, "only push one streamed layer of this many bytes through ecr-proxy and report its peak memory (e.g. 1073741824)")
 	flag.Parse()

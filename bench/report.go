@@ -69,9 +69,7 @@ func (b *bench) report(w io.Writer, h header, systems []string) error {
 	p("## Times\n\n")
 	b.valueTable(bw, timeRows, systems)
 	p("\nn/a (upload …): pushing through that system is not available: `POST /v2/<repo>/blobs/uploads/` answered that status " +
-		"instead of 202. The push scenario measures a proxy as soon as it accepts uploads. " +
-		"The pushed image is smaller than the pulled one: the emulator stores uploads in distribution's inmemory driver, " +
-		"whose writer grows its buffer by exactly each write (quadratic in blob size); a 64 MiB layer takes minutes (see bench/README.md).\n")
+		"instead of 202 (distribution's proxy refuses every write).\n")
 
 	p("\n## Ratios\n\nEach cell: the ratio computed in every run, median [min–max]; below 1 means the first system is faster.\n\n")
 	b.ratioTable(bw, timeRows, systems)
