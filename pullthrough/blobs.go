@@ -45,6 +45,9 @@ func (b *blobStore) Stat(ctx context.Context, dgst digest.Digest) (v1.Descriptor
 	if !errors.Is(err, distribution.ErrBlobUnknown) {
 		return v1.Descriptor{}, err
 	}
+	if desc, ok := b.p.inFlight(b.name, dgst); ok {
+		return desc, nil
+	}
 	desc, err = b.p.stat(ctx, b.name, dgst)
 	if err != nil {
 		b.p.log.WithError(err).WithField("digest", dgst).Warn("upstream blob HEAD failed")
@@ -66,10 +69,12 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	if err == nil || !errors.Is(err, distribution.ErrBlobUnknown) {
 		return err
 	}
-	desc, err := b.p.stat(ctx, b.name, dgst)
-	if err != nil {
-		b.p.log.WithError(err).WithField("digest", dgst).Warn("upstream blob HEAD failed")
-		return clientError(err, dgst)
+	desc, ok := b.p.inFlight(b.name, dgst)
+	if !ok {
+		if desc, err = b.p.stat(ctx, b.name, dgst); err != nil {
+			b.p.log.WithError(err).WithField("digest", dgst).Warn("upstream blob HEAD failed")
+			return clientError(err, dgst)
+		}
 	}
 	if r.Method == http.MethodHead {
 		h := w.Header()

@@ -83,6 +83,28 @@ func (p *Puller) join(ctx context.Context, name reference.Named, dgst digest.Dig
 	return f
 }
 
+// inFlight describes name@dgst from its download in flight, when one has
+// started: a request for it then needs no upstream HEAD.
+func (p *Puller) inFlight(name reference.Named, dgst digest.Digest) (v1.Descriptor, bool) {
+	p.mu.Lock()
+	f, ok := p.flights[name.Name()+"@"+dgst.String()]
+	p.mu.Unlock()
+	if !ok {
+		return v1.Descriptor{}, false
+	}
+	st := f.state()
+	if !st.started || st.err != nil {
+		return v1.Descriptor{}, false
+	}
+	f.mu.Lock()
+	size := f.size
+	f.mu.Unlock()
+	if size < 0 {
+		return v1.Descriptor{}, false
+	}
+	return v1.Descriptor{Digest: dgst, Size: size, MediaType: octetStream}, true
+}
+
 // leave ends a client's use of f; the last one out of a finished flight
 // removes its spool.
 func (p *Puller) leave(f *flight) {
@@ -253,7 +275,13 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	h.Set("Docker-Content-Digest", f.dgst.String())
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("ETag", `"`+f.dgst.String()+`"`)
-	h.Set(cacheStatusHeader, "MISS")
+	// A download already finished (checked, being committed) is served
+	// from this proxy's disk: a hit, as it will be once committed.
+	if st := f.state(); st.done && st.err == nil {
+		h.Set(cacheStatusHeader, "HIT")
+	} else {
+		h.Set(cacheStatusHeader, "MISS")
+	}
 	if size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
 	}

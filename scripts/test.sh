@@ -13,10 +13,11 @@ FUZZTIME=${FUZZTIME:-10s}
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# Debian packages the tests use: buildah, jq, iproute2 and file build and
+# Debian packages the tests use: skopeo is a real client in the end-to-end
+# tests; buildah, jq, iproute2 and file build and
 # prove the container image; nginx with the seed's Lua modules is what the
 # benchmark's smoke run compares with. Installed when missing (as root).
-packages=(buildah jq iproute2 file nginx libnginx-mod-http-lua libnginx-mod-http-set-misc lua-cjson)
+packages=(buildah jq iproute2 file skopeo nginx libnginx-mod-http-lua libnginx-mod-http-set-misc lua-cjson)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -188,8 +188,14 @@ func (b *logBuffer) waitChange() (string, <-chan struct{}) {
 }
 
 // WaitForLog blocks until the process prints a line containing every one
-// of subs, and returns that line; or until ctx ends or the process exits.
+// of subs, and returns that line; or until ctx ends (after a minute when
+// ctx has no deadline) or the process exits.
 func (p *Proxy) WaitForLog(ctx context.Context, subs ...string) (string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+	}
 	for {
 		out, changed := p.logs.waitChange()
 		if line, ok := findLine(out, subs); ok {
