@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -155,4 +156,53 @@ func TestExternalURLFromConfig(t *testing.T) {
 	if _, err := ExternalURLFromConfig(&cfg, nil); err == nil {
 		t.Error("http.host without a scheme accepted")
 	}
+}
+
+func FuzzRewriteLocation(f *testing.F) {
+	f.Add("/v2/team/app/blobs/uploads/u?_state=x", "registry.example.com", "https")
+	f.Add("https://ecr.example:443/v2/a/blobs/uploads/u", "evil/path", "ftp")
+	f.Add("http://other.example/v2/x", "", "")
+	upstream := &url.URL{Scheme: "https", Host: "ecr.example"}
+	trusted, err := ParseTrustedProxies([]string{"127.0.0.0/8"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	x := ExternalURL{TrustedProxies: trusted}
+	f.Fuzz(func(t *testing.T, loc, fwdHost, fwdProto string) {
+		r := httptest.NewRequest(http.MethodPost, "http://proxy.local:5000/v2/team/app/blobs/uploads/", nil)
+		r.RemoteAddr = "127.0.0.1:1234"
+		r.Header.Set("X-Forwarded-Host", fwdHost)
+		r.Header.Set("X-Forwarded-Proto", fwdProto)
+		got := x.rewriteLocation(loc, upstream, r)
+		if got == loc {
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil {
+			t.Fatalf("rewriteLocation(%q) = %q: %v", loc, got, err)
+		}
+		if strings.EqualFold(u.Hostname(), upstream.Hostname()) {
+			t.Fatalf("rewriteLocation(%q) = %q still points at ECR", loc, got)
+		}
+		if u.Host != "proxy.local:5000" && !validHost(u.Host) {
+			t.Fatalf("rewriteLocation(%q) = %q: host %q is not a plain host", loc, got, u.Host)
+		}
+	})
+}
+
+func FuzzParseTrustedProxies(f *testing.F) {
+	for _, s := range []string{"10.0.0.0/8", "127.0.0.1", "::1", "fd00::/8", "300.1.1.1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got, err := ParseTrustedProxies([]string{v})
+		if err != nil {
+			return
+		}
+		for _, p := range got {
+			if !p.IsValid() {
+				t.Fatalf("ParseTrustedProxies(%q) gave an invalid prefix %v", v, p)
+			}
+		}
+	})
 }

@@ -53,12 +53,13 @@ step "go test -race (storage-driver conformance suite in -short mode)"
 go test -race -short -count=1 -timeout 20m ./...
 
 step "fuzz targets, $FUZZTIME each"
-go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
-  grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | while read -r target; do
+while read -r pkg dir; do
+  targets=$(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' || true)
+  for target in $targets; do
     echo "--- $pkg $target"
     go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
   done
-done
+done < <(go list -f '{{.ImportPath}} {{.Dir}}' ./...)
 
 step "deployment manifests (offline: strict decoding with k8s.io/api)"
 (cd deploy/validate && go vet ./... && go test -count=1 ./...)
