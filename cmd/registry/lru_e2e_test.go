@@ -69,23 +69,7 @@ func newLRUCache(t *testing.T, emu *ecrtest.Emulator, maxsize string, params ...
 // cleanup (stopping it earlier is fine).
 func (c *lruCache) start(t *testing.T) *proxytest.Proxy {
 	t.Helper()
-	p, err := proxytest.Start(t.Context(), proxytest.Config{
-		Binary: proxyBinary,
-		Args:   []string{"serve", c.cfgPath},
-		Env:    append(hermeticEnv(t), c.emu.Env()...),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
-			t.Errorf("stop proxy: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("proxy output:\n%s", p.Logs())
-		}
-	})
-	return p
+	return runProxy(t, []string{"serve", c.cfgPath}, c.emu.Env())
 }
 
 // stop stops p gracefully: afterwards every blob it served is committed
