@@ -90,40 +90,11 @@ func serve(ctx context.Context, s *settings) error {
 	// request: this is where ECR tokens enter it.
 	http.DefaultTransport = transport
 
-	// --- Push passthrough (gateway/push.go) -----------------------------
-	// Writes go to ECR through transport, checked against the auth:
-	// section; what passes is also written into the local cache, whose
-	// namespace a registry middleware hands over (Install: once per process).
-	writeThrough := gateway.NewWriteThrough(
-		gateway.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
-	if err := writeThrough.Install(s.dist); err != nil {
-		return err
-	}
-	clientAuth, err := gateway.AccessControllerFromConfig(s.dist)
+	// Writes go to ECR through transport (and into the cache).
+	push, err := newPushPassthrough(s, transport)
 	if err != nil {
 		return err
 	}
-	if clientAuth == nil {
-		s.notes = append(s.notes, "no auth: section: anyone who reaches the proxy can push to ECR with its AWS identity")
-	}
-	trusted, err := gateway.ParseTrustedProxies(s.ecr.TrustedProxies)
-	if err != nil {
-		return fmt.Errorf("ecr.trustedproxies: %w", err)
-	}
-	external, err := gateway.ExternalURLFromConfig(s.dist, trusted)
-	if err != nil {
-		return err
-	}
-	push, err := gateway.NewPassthrough(s.dist.Proxy.RemoteURL, transport,
-		gateway.WithExternalURL(external),
-		gateway.WithPathPrefix(s.dist.HTTP.Prefix),
-		gateway.WithAccessController(clientAuth),
-		gateway.WithWriteThrough(writeThrough),
-		gateway.WithPushLogger(logrus.StandardLogger().WithField("component", "push")))
-	if err != nil {
-		return err
-	}
-	// --- end of push passthrough -----------------------------------------
 
 	// Pulls of blobs and tags: distribution's proxy, wrapped by the
 	// pullthrough middlewares (single download per blob shared by its

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/gateway"
+)
+
+// newPushPassthrough builds the gateway's push passthrough: writes go to
+// ECR through rt, checked against the auth: section; what passes is also
+// written into the local cache, whose namespace a registry middleware
+// hands over (installed once per process).
+func newPushPassthrough(s *settings, rt http.RoundTripper) (*gateway.Passthrough, error) {
+	writeThrough := gateway.NewWriteThrough(
+		gateway.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
+	if err := writeThrough.Install(s.dist); err != nil {
+		return nil, err
+	}
+	clientAuth, err := gateway.AccessControllerFromConfig(s.dist)
+	if err != nil {
+		return nil, err
+	}
+	if clientAuth == nil {
+		s.notes = append(s.notes, "no auth: section: anyone who reaches the proxy can push to ECR with its AWS identity")
+	}
+	trusted, err := gateway.ParseTrustedProxies(s.ecr.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("ecr.trustedproxies: %w", err)
+	}
+	external, err := gateway.ExternalURLFromConfig(s.dist, trusted)
+	if err != nil {
+		return nil, err
+	}
+	return gateway.NewPassthrough(s.dist.Proxy.RemoteURL, rt,
+		gateway.WithExternalURL(external),
+		gateway.WithPathPrefix(s.dist.HTTP.Prefix),
+		gateway.WithAccessController(clientAuth),
+		gateway.WithWriteThrough(writeThrough),
+		gateway.WithPushLogger(logrus.StandardLogger().WithField("component", "push")))
+}
