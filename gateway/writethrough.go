@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3"
-	"github.com/distribution/distribution/v3/configuration"
-	registrymiddleware "github.com/distribution/distribution/v3/registry/middleware/registry"
 	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
@@ -19,10 +17,6 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 )
-
-// WriteThroughMiddleware is the name under which the command registers
-// [WriteThrough.Init] as a distribution registry middleware.
-const WriteThroughMiddleware = "ecr-proxy-writethrough"
 
 // Defaults of a WriteThrough.
 const (
@@ -45,12 +39,10 @@ const (
 // session it did not see start) only drops the copy, never the push.
 //
 // It gets distribution's local namespace, the storage the pull-through
-// cache reads first, by being installed as a registry middleware: the
-// command registers [WriteThrough.Init] under [WriteThroughMiddleware]
-// and names it in the configuration's middleware.registry list.
-// distribution applies registry middleware to the local namespace before
-// wrapping it in its proxy, so Init sees the plain local store, which
-// accepts writes.
+// cache reads first, through [WriteThrough.Init], a registry middleware
+// InitFunc the command installs. distribution applies registry middleware
+// to the local namespace before wrapping it in its proxy, so Init sees the
+// plain local store, which accepts writes.
 //
 // Blobs: each upload session ECR opens (POST answered 202) is tracked by
 // its ECR upload ID; the bytes of its PATCH and PUT bodies are teed, as
@@ -125,21 +117,6 @@ func NewWriteThrough(opts ...WriteThroughOption) *WriteThrough {
 		o(wt)
 	}
 	return wt
-}
-
-// Install registers Init as the registry middleware
-// WriteThroughMiddleware and names it last in cfg's middleware.registry
-// list, so that distribution's app hands it the local namespace. The
-// registration is process-global: call Install once per process.
-func (wt *WriteThrough) Install(cfg *configuration.Configuration) error {
-	if err := registrymiddleware.Register(WriteThroughMiddleware, wt.Init); err != nil {
-		return fmt.Errorf("register registry middleware %s: %w", WriteThroughMiddleware, err)
-	}
-	if cfg.Middleware == nil {
-		cfg.Middleware = map[string][]configuration.Middleware{}
-	}
-	cfg.Middleware["registry"] = append(cfg.Middleware["registry"], configuration.Middleware{Name: WriteThroughMiddleware})
-	return nil
 }
 
 // Init is a registry middleware InitFunc

@@ -1,9 +1,9 @@
 // Package pullthrough fixes, from outside, how distribution's proxy pulls
-// blobs and tags from ECR. It is installed as two distribution
-// middlewares: a registry middleware, which only captures the local
-// namespace (the cache the proxy reads first), and a repository
-// middleware, which wraps each proxied repository's blob store and tag
-// service.
+// blobs and tags from ECR. [Puller.InitRepository] is a distribution
+// repository middleware that wraps each proxied repository's blob store
+// and tag service; [Puller.InitRegistry] takes the local namespace (the
+// cache the proxy reads first) from the registry middleware the command
+// installs.
 //
 // Blobs. distribution's proxy downloads a cold blob once per concurrent
 // client and streams nothing it shares, downloads a whole blob to answer

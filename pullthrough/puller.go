@@ -18,11 +18,9 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Names under which the command registers the two middlewares.
-const (
-	RegistryMiddleware   = "ecr-proxy-local"
-	RepositoryMiddleware = "ecr-proxy-pullthrough"
-)
+// RepositoryMiddleware is the name under which the command registers
+// [Puller.InitRepository] as a distribution repository middleware.
+const RepositoryMiddleware = "ecr-proxy-pullthrough"
 
 // Defaults of a Puller.
 const (

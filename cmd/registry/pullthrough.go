@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/distribution/distribution/v3/configuration"
-	registrymiddleware "github.com/distribution/distribution/v3/registry/middleware/registry"
 	repositorymiddleware "github.com/distribution/distribution/v3/registry/middleware/repository"
 	"github.com/sirupsen/logrus"
 
@@ -15,8 +14,10 @@ import (
 	"github.com/ecr-proxy/ecr-proxy/pullthrough"
 )
 
-// installPullthrough registers the pullthrough middlewares with
-// distribution (once per process) and names them in the configuration.
+// installPullthrough registers the pullthrough repository middleware with
+// distribution (once per process) and names it in the configuration; its
+// InitRegistry still has to be given the local namespace
+// (installLocalNamespace).
 func installPullthrough(s *settings, rt http.RoundTripper) (*pullthrough.Puller, error) {
 	spool, err := spoolDir(s)
 	if err != nil {
@@ -35,16 +36,12 @@ func installPullthrough(s *settings, rt http.RoundTripper) (*pullthrough.Puller,
 	if err != nil {
 		return nil, err
 	}
-	if err := registrymiddleware.Register(pullthrough.RegistryMiddleware, p.InitRegistry); err != nil {
-		return nil, fmt.Errorf("register registry middleware: %w", err)
-	}
 	if err := repositorymiddleware.Register(pullthrough.RepositoryMiddleware, p.InitRepository); err != nil {
 		return nil, fmt.Errorf("register repository middleware: %w", err)
 	}
 	if s.dist.Middleware == nil {
 		s.dist.Middleware = map[string][]configuration.Middleware{}
 	}
-	s.dist.Middleware["registry"] = append(s.dist.Middleware["registry"], configuration.Middleware{Name: pullthrough.RegistryMiddleware})
 	s.dist.Middleware["repository"] = append(s.dist.Middleware["repository"], configuration.Middleware{Name: pullthrough.RepositoryMiddleware})
 	return p, nil
 }

@@ -11,14 +11,8 @@ import (
 
 // newPushPassthrough builds the gateway's push passthrough: writes go to
 // ECR through rt, checked against the auth: section; what passes is also
-// written into the local cache, whose namespace a registry middleware
-// hands over (installed once per process).
-func newPushPassthrough(s *settings, rt http.RoundTripper) (*gateway.Passthrough, error) {
-	writeThrough := gateway.NewWriteThrough(
-		gateway.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
-	if err := writeThrough.Install(s.dist); err != nil {
-		return nil, err
-	}
+// written into the local cache by writeThrough.
+func newPushPassthrough(s *settings, rt http.RoundTripper, writeThrough *gateway.WriteThrough) (*gateway.Passthrough, error) {
 	clientAuth, err := gateway.AccessControllerFromConfig(s.dist)
 	if err != nil {
 		return nil, err

@@ -90,17 +90,22 @@ func serve(ctx context.Context, s *settings) error {
 	// request: this is where ECR tokens enter it.
 	http.DefaultTransport = transport
 
-	// Writes go to ECR through transport (and into the cache).
-	push, err := newPushPassthrough(s, transport)
-	if err != nil {
-		return err
-	}
-
 	// Pulls of blobs and tags: distribution's proxy, wrapped by the
-	// pullthrough middlewares (single download per blob shared by its
+	// pullthrough middleware (single download per blob shared by its
 	// clients, HEAD and Range without waste, honest upstream errors).
 	puller, err := installPullthrough(s, transport)
 	if err != nil {
+		return err
+	}
+	// Writes go to ECR through transport, and into the cache.
+	writeThrough := gateway.NewWriteThrough(
+		gateway.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
+	push, err := newPushPassthrough(s, transport, writeThrough)
+	if err != nil {
+		return err
+	}
+	// Both read and write the cache directly.
+	if err := installLocalNamespace(s, puller.InitRegistry, writeThrough.Init); err != nil {
 		return err
 	}
 

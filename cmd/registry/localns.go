@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/distribution/distribution/v3"
+	"github.com/distribution/distribution/v3/configuration"
+	registrymiddleware "github.com/distribution/distribution/v3/registry/middleware/registry"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+)
+
+// localNamespaceMiddleware is the one distribution registry middleware
+// ecr-proxy installs. distribution applies registry middleware to its
+// local namespace (the cache) before wrapping that in its proxy: this one
+// changes nothing and hands that namespace to the parts that read or
+// write the cache directly.
+const localNamespaceMiddleware = "ecr-proxy-local"
+
+// installLocalNamespace registers the middleware (once per process: the
+// registry is global) and names it in the configuration, so that each of
+// takers is given the local namespace when distribution's app starts.
+func installLocalNamespace(s *settings, takers ...registrymiddleware.InitFunc) error {
+	err := registrymiddleware.Register(localNamespaceMiddleware,
+		func(ctx context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, opts map[string]any) (distribution.Namespace, error) {
+			for _, take := range takers {
+				if _, err := take(ctx, ns, d, opts); err != nil {
+					return nil, err
+				}
+			}
+			return ns, nil
+		})
+	if err != nil {
+		return fmt.Errorf("register registry middleware %s: %w", localNamespaceMiddleware, err)
+	}
+	if s.dist.Middleware == nil {
+		s.dist.Middleware = map[string][]configuration.Middleware{}
+	}
+	s.dist.Middleware["registry"] = append(s.dist.Middleware["registry"], configuration.Middleware{Name: localNamespaceMiddleware})
+	return nil
+}
