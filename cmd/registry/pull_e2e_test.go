@@ -305,3 +305,23 @@ func TestCredentialSources(t *testing.T) {
 		})
 	}
 }
+
+// TestExampleConfigServes runs `registry serve config.yml.example` with
+// only what a user fills in (the ECR URL) and what a test must move (the
+// cache directory and the ports, through distribution's REGISTRY_*
+// overrides), and pulls through it.
+func TestExampleConfigServes(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	d := seedImage(t, emu, "team/app:1", 1, 64<<10, types.OCIManifestSchema1)
+	example, err := filepath.Abs(filepath.Join("..", "..", "config.yml.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runProxy(t, []string{"serve", example}, append(withoutKey(emu.Env(), "ECR"),
+		"REGISTRY_PROXY_REMOTEURL="+emu.RegistryURL(),
+		"REGISTRY_STORAGE_LRUFILESYSTEM_ROOTDIRECTORY="+t.TempDir(),
+		"REGISTRY_HTTP_ADDR=127.0.0.1:0",
+		"REGISTRY_HTTP_DEBUG_ADDR=127.0.0.1:0"))
+	mustPull(t, p, "team/app:1", d)
+}
