@@ -21,8 +21,9 @@
 //     bytes arrive, while the whole blob is still downloaded and cached.
 //     The download runs detached from any client: one that goes away
 //     stops only its own copy.
-//   - The download is checked (length and digest) before the blob is
-//     committed to the local store; a body that is cut or stalls past the
+//   - The download is checked (length and digest) before its last byte
+//     reaches any client; only then is the spool copied into the local
+//     store and committed, off the clients' path; a body that is cut or stalls past the
 //     fetch timeout, or does not match its digest, fails every client that
 //     is reading it by closing its connection short of the announced
 //     Content-Length (a client sees an error, never a short body that looks

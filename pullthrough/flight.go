@@ -172,19 +172,6 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 	defer spool.Close()
 	f.update(func() { f.started, f.size, f.spool = true, size, spool.Name() })
 
-	bw, err := local.Create(ctx)
-	if err != nil {
-		p.log.WithError(err).Warn("cannot cache blob: serving it without caching")
-		bw = nil
-	}
-	cancelLocal := func() {
-		if bw != nil {
-			_ = bw.Cancel(context.WithoutCancel(ctx))
-			bw = nil
-		}
-	}
-	defer cancelLocal()
-
 	verifier := f.dgst.Verifier()
 	buf := make([]byte, copyBuffer)
 	var written int64
@@ -195,12 +182,6 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 				return fmt.Errorf("write spool: %w", werr)
 			}
 			_, _ = verifier.Write(buf[:n])
-			if bw != nil {
-				if _, werr := bw.Write(buf[:n]); werr != nil {
-					p.log.WithError(werr).Warn("cannot cache blob: serving it without caching")
-					cancelLocal()
-				}
-			}
 			written += int64(n)
 			f.update(func() { f.written = written })
 		}
@@ -217,17 +198,34 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 	if !verifier.Verified() {
 		return errDigest
 	}
-	// The checks passed: release the last byte to the readers, then
-	// commit (an fsync the clients need not wait for). The flight stays
-	// joinable until the commit is done, and a graceful shutdown waits
-	// for it (Puller.Wait).
+	// The checks passed: release the last byte to the readers, then copy
+	// the spool into the cache and commit, off the clients' path (the
+	// copy, distribution's own digest check and the fsync). The flight
+	// stays joinable until the commit is done, and a graceful shutdown
+	// waits for it (Puller.Wait).
 	f.update(func() { f.done = true })
-	if bw != nil {
-		desc := v1.Descriptor{Digest: f.dgst, Size: written, MediaType: octetStream}
-		if _, err := bw.Commit(ctx, desc); err != nil {
-			p.log.WithError(err).Warn("cannot cache blob")
-		}
-		bw = nil
+	if err := p.commit(ctx, local, spool, f.dgst, written); err != nil {
+		p.log.WithError(err).WithField("digest", f.dgst).Warn("cannot cache blob")
+	}
+	return nil
+}
+
+// commit copies the checked download in spool into the local store.
+func (p *Puller) commit(ctx context.Context, local distribution.BlobStore, spool *os.File, dgst digest.Digest, size int64) error {
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rewind spool: %w", err)
+	}
+	bw, err := local.Create(ctx)
+	if err != nil {
+		return fmt.Errorf("create local blob: %w", err)
+	}
+	if _, err := io.Copy(bw, spool); err != nil {
+		_ = bw.Cancel(context.WithoutCancel(ctx))
+		return fmt.Errorf("copy into the local blob: %w", err)
+	}
+	if _, err := bw.Commit(ctx, v1.Descriptor{Digest: dgst, Size: size, MediaType: octetStream}); err != nil {
+		_ = bw.Cancel(context.WithoutCancel(ctx))
+		return fmt.Errorf("commit local blob: %w", err)
 	}
 	return nil
 }
