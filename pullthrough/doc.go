@@ -23,11 +23,11 @@
 //     stops only its own copy.
 //   - The download is checked (length and digest) before its last byte
 //     reaches any client; only then is the spool copied into the local
-//     store and committed, off the clients' path; a body that is cut or stalls past the
-//     fetch timeout, or does not match its digest, fails every client that
-//     is reading it by closing its connection short of the announced
-//     Content-Length (a client sees an error, never a short body that looks
-//     complete), and nothing is cached.
+//     store and committed, off the clients' path. A body that is cut or
+//     stalls past the fetch timeout, or does not match its digest, fails
+//     every client that is reading it by closing its connection short of
+//     the announced Content-Length (a client sees an error, never a short
+//     body that looks complete), and nothing is cached.
 //   - Upstream failures become the registry errors a client can act on:
 //     404 BLOB_UNKNOWN, 429 TOOMANYREQUESTS, 503 UNAVAILABLE; the details
 //     go to the log, not to the client.
