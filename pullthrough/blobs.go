@@ -89,7 +89,7 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	f := b.p.join(ctx, b.name, dgst, desc.Size, local)
+	f, finished := b.p.join(ctx, b.name, dgst, desc.Size, local)
 	defer b.p.leave(f)
-	return f.serve(ctx, w, r, b.p)
+	return f.serve(ctx, w, r, b.p, finished)
 }

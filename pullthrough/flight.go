@@ -63,8 +63,10 @@ func (f *flight) state() snapshot {
 }
 
 // join returns the download of name@dgst in flight, starting it if there
-// is none. Every join must be followed by a leave.
-func (p *Puller) join(ctx context.Context, name reference.Named, dgst digest.Digest, size int64, local distribution.BlobStore) *flight {
+// is none, and whether it had already finished (checked, being
+// committed): the request is then a cache hit. Every join must be
+// followed by a leave.
+func (p *Puller) join(ctx context.Context, name reference.Named, dgst digest.Digest, size int64, local distribution.BlobStore) (*flight, bool) {
 	key := name.Name() + "@" + dgst.String()
 	p.mu.Lock()
 	f, ok := p.flights[key]
@@ -74,13 +76,15 @@ func (p *Puller) join(ctx context.Context, name reference.Named, dgst digest.Dig
 	}
 	f.waiters++
 	p.mu.Unlock()
+	st := f.state()
+	finished := ok && st.done && st.err == nil
 	if !ok {
 		p.observer.FlightStarted()
 		p.fetches.Add(1)
 		go p.fetch(context.WithoutCancel(ctx), f, local)
 	}
 	p.observer.WaitersChanged(1)
-	return f
+	return f, finished
 }
 
 // inFlight describes name@dgst from its download in flight, when one has
@@ -234,7 +238,7 @@ func (p *Puller) commit(ctx context.Context, local distribution.BlobStore, spool
 // download makes it available. A download failure after the headers were
 // sent ends the response short of its Content-Length, so that the client
 // sees an error rather than a complete-looking short body.
-func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, p *Puller) error {
+func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, p *Puller, hit bool) error {
 	for {
 		st := f.state()
 		if st.started {
@@ -273,9 +277,9 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	h.Set("Docker-Content-Digest", f.dgst.String())
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("ETag", `"`+f.dgst.String()+`"`)
-	// A download already finished (checked, being committed) is served
-	// from this proxy's disk: a hit, as it will be once committed.
-	if st := f.state(); st.done && st.err == nil {
+	// A download that had finished (checked, being committed) when the
+	// request joined it is served from this proxy's disk: a hit.
+	if hit {
 		h.Set(cacheStatusHeader, "HIT")
 	} else {
 		h.Set(cacheStatusHeader, "MISS")
