@@ -69,9 +69,13 @@ type proxyOpts struct {
 	env      []string // replaces emu.Env() when set
 	cacheDir string   // default: a new temp dir
 	config   proxytest.ConfigOptions
+	// noToken says the proxy cannot mint at start (AWS unreachable):
+	// startProxy does not wait for its first ECR token.
+	noToken bool
 }
 
-// startProxy runs the proxy in front of emu and stops it at cleanup.
+// startProxy runs the proxy in front of emu, waits until it has settled
+// (see settle), and stops it at cleanup.
 func startProxy(t *testing.T, emu *ecrtest.Emulator, o proxyOpts) *proxytest.Proxy {
 	t.Helper()
 	if o.cacheDir == "" {
@@ -91,12 +95,34 @@ func startProxy(t *testing.T, emu *ecrtest.Emulator, o proxyOpts) *proxytest.Pro
 	if env == nil {
 		env = emu.Env()
 	}
+	if o.noToken {
+		p, err := startProcess(t, []string{"serve", cfgPath}, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settle(t, p, false)
+		return p
+	}
 	return runProxy(t, []string{"serve", cfgPath}, env)
 }
 
 // runProxy starts the proxy binary with args and the hermetic environment
-// plus env, and stops it at cleanup, showing its output if the test failed.
+// plus env, waits until it has settled with its first ECR token (see
+// settle), and stops it at cleanup, showing its output if the test failed.
 func runProxy(t *testing.T, args, env []string) *proxytest.Proxy {
+	t.Helper()
+	p, err := startProcess(t, args, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settle(t, p, true)
+	return p
+}
+
+// startProcess starts the proxy binary with args and the hermetic
+// environment plus env, and waits until it listens. Once it runs, it is
+// stopped at cleanup, its output shown if the test failed.
+func startProcess(t *testing.T, args, env []string) (*proxytest.Proxy, error) {
 	t.Helper()
 	p, err := proxytest.Start(t.Context(), proxytest.Config{
 		Binary: proxyBinary,
@@ -104,7 +130,7 @@ func runProxy(t *testing.T, args, env []string) *proxytest.Proxy {
 		Env:    append(hermeticEnv(t), env...),
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() {
 		if err := p.Stop(); err != nil {
@@ -114,7 +140,27 @@ func runProxy(t *testing.T, args, env []string) *proxytest.Proxy {
 			t.Logf("proxy output:\n%s", p.Logs())
 		}
 	})
-	return p
+	return p, nil
+}
+
+// settle waits until the work the proxy starts in the background when it
+// starts is over: the lookup of its AWS identity has ended (STS answered
+// or not) and, with token, its first ECR token is minted and held. Until
+// then that work may still reach the emulator, so that its counts
+// (KindTokenMint, KindCallerIdentity, everything after a ResetCounts) and
+// the tokens ExpireTokens reaches would depend on timing; a request could
+// also join that first mint, or start a second one. Every test therefore
+// starts from a settled proxy.
+func settle(t *testing.T, p *proxytest.Proxy, token bool) {
+	t.Helper()
+	if token {
+		if err := p.WaitForToken(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.WaitForIdentity(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // seedImage puts a random image of the given media type into emu and
@@ -216,7 +262,9 @@ func mustPull(t *testing.T, p *proxytest.Proxy, ref, wantDigest string) pulled {
 	return got
 }
 
-// reservePort returns a loopback address nothing listens on.
+// reservePort returns a loopback address nothing listens on at the moment
+// it returns; any other process may take it afterwards, so a test must not
+// count on listening there later (see startSeedProxy).
 func reservePort(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -52,6 +52,45 @@ func metric(text, name, labels string) float64 {
 	return -1
 }
 
+// waitServed waits until the proxy has logged the request lines of n
+// GETs whose path contains pathPart ("/blobs/", "/manifests/"). The
+// gateway records a manifest or blob read in the metrics
+// (ecrproxy_cache_requests_total, ecrproxy_served_bytes_total), then logs
+// its line, once the handler returns, which may be after the client has
+// read the whole response: a scrape right after a pull could miss its
+// last reads.
+func waitServed(t *testing.T, p *proxytest.Proxy, n int, pathPart string) {
+	t.Helper()
+	_, err := p.WaitForLines(t.Context(), n, func(l string) bool {
+		return strings.Contains(l, "msg=request") && strings.Contains(l, "method=GET") && strings.Contains(l, pathPart)
+	})
+	if err != nil {
+		t.Fatalf("request lines of %d GETs of %s: %v", n, pathPart, err)
+	}
+}
+
+// waitForMetric scrapes the proxy's metrics until the value of the series
+// `name{labels}` (see metric) satisfies ok or 30 seconds have passed, and
+// returns the last value read. For counters the proxy updates after the
+// client was answered, such as evictions made by commits to the cache.
+func waitForMetric(t *testing.T, p *proxytest.Proxy, name, labels string, ok func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		v := metric(scrape(t, p), name, labels)
+		if ok(v) || time.Now().After(deadline) {
+			return v
+		}
+		select {
+		case <-tick.C:
+		case <-t.Context().Done():
+			return v
+		}
+	}
+}
+
 // TestMetricsMatchWhatECRSaw scrapes /metrics after a cold and a warm pull
 // and checks hits, misses, bytes and tokens against the emulator's counts.
 func TestMetricsMatchWhatECRSaw(t *testing.T) {
@@ -61,8 +100,10 @@ func TestMetricsMatchWhatECRSaw(t *testing.T) {
 	p := startProxy(t, emu, proxyOpts{})
 
 	mustPull(t, p, "team/app:1", d)
-	cold := scrape(t, p)
 	blobs := float64(len(want.layers) + 1) // and the config
+	waitServed(t, p, 1, "/manifests/")
+	waitServed(t, p, int(blobs), "/blobs/")
+	cold := scrape(t, p)
 	checks := []struct {
 		name, labels string
 		want         float64
@@ -91,6 +132,7 @@ func TestMetricsMatchWhatECRSaw(t *testing.T) {
 
 	emu.ResetCounts()
 	mustPull(t, p, "team/app@"+d, d)
+	waitServed(t, p, 2*int(blobs), "/blobs/")
 	warm := scrape(t, p)
 	if got := metric(warm, "ecrproxy_cache_requests_total", `kind="blob",result="hit"`); got != blobs {
 		t.Errorf("after the warm pull: blob hits = %v, want %v", got, blobs)

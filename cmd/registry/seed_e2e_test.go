@@ -24,13 +24,32 @@ import (
 )
 
 // startSeedProxy runs `registry serve` with no configuration file, from
-// the seed's variables alone (plus AWS's).
-func startSeedProxy(t *testing.T, env []string) *proxytest.Proxy {
+// the seed's variables alone (plus AWS's): env(port) with PORT=port among
+// them. It returns the proxy, settled (see settle), and its port.
+//
+// PORT is a number the proxy binds itself, so the test can only hand it a
+// port that was free a moment before (freePort), which another process
+// may take meanwhile; then the proxy exits with "address already in use"
+// and the start is tried again on another port.
+func startSeedProxy(t *testing.T, env func(port string) []string) (*proxytest.Proxy, string) {
 	t.Helper()
-	return runProxy(t, []string{"serve"}, env)
+	const attempts = 5
+	for i := 1; ; i++ {
+		port := freePort(t)
+		p, err := startProcess(t, []string{"serve"}, env(port))
+		if err == nil {
+			settle(t, p, true)
+			return p, port
+		}
+		if i == attempts || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("port %s was taken before the proxy listened; trying another", port)
+	}
 }
 
-// freePort returns a loopback port nothing listens on.
+// freePort returns a loopback port nothing listens on at the moment it
+// returns (see reservePort).
 func freePort(t *testing.T) string {
 	t.Helper()
 	_, port, err := net.SplitHostPort(reservePort(t))
@@ -68,18 +87,18 @@ func TestSeedExampleOverTLS(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeCertPair(t, dir, "proxy")
 	dns := startDNS(t, nil)
-	port := freePort(t)
-	env := append(withoutKey(emu.Env(), "ECR"),
-		"PORT="+port,
-		"RESOLVER="+dns.addr,
-		"ECR="+emu.RegistryURL(),
-		"CACHE_MAX_SIZE=100g",
-		"ENABLE_SSL=true",
-		"SSL_KEY="+key,
-		"SSL_CERTIFICATE="+cert,
-		"CACHE_DIR="+filepath.Join(dir, "cache"),
-	)
-	p := startSeedProxy(t, env)
+	p, port := startSeedProxy(t, func(port string) []string {
+		return append(withoutKey(emu.Env(), "ECR"),
+			"PORT="+port,
+			"RESOLVER="+dns.addr,
+			"ECR="+emu.RegistryURL(),
+			"CACHE_MAX_SIZE=100g",
+			"ENABLE_SSL=true",
+			"SSL_KEY="+key,
+			"SSL_CERTIFICATE="+cert,
+			"CACHE_DIR="+filepath.Join(dir, "cache"),
+		)
+	})
 	if p.Addr != "[::]:"+port && !strings.HasSuffix(p.Addr, ":"+port) {
 		t.Errorf("listening on %s, want port %s", p.Addr, port)
 	}
@@ -113,9 +132,10 @@ func TestCertificateRotation(t *testing.T) {
 	emu := ecrtest.New(t)
 	dir := t.TempDir()
 	cert, key := writeCertPair(t, dir, "first")
-	port := freePort(t)
-	p := startSeedProxy(t, append(withoutKey(emu.Env(), "ECR"), "ECR="+emu.RegistryURL(), "PORT="+port,
-		"ENABLE_SSL=true", "SSL_KEY="+key, "SSL_CERTIFICATE="+cert, "CACHE_DIR="+filepath.Join(dir, "cache")))
+	p, port := startSeedProxy(t, func(port string) []string {
+		return append(withoutKey(emu.Env(), "ECR"), "ECR="+emu.RegistryURL(), "PORT="+port,
+			"ENABLE_SSL=true", "SSL_KEY="+key, "SSL_CERTIFICATE="+cert, "CACHE_DIR="+filepath.Join(dir, "cache"))
+	})
 	servedCN := func() string {
 		t.Helper()
 		conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}) //nolint:gosec // we read the certificate, not trust it
@@ -213,8 +233,11 @@ func TestResolverIsUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startSeedProxy(t, append(withoutKey(emu.Env(), "ECR"),
-		"ECR=http://"+host+":"+port, "PORT="+freePort(t), "RESOLVER="+dns.addr, "CACHE_DIR="+t.TempDir()))
+	cacheDir := t.TempDir()
+	p, _ := startSeedProxy(t, func(proxyPort string) []string {
+		return append(withoutKey(emu.Env(), "ECR"),
+			"ECR=http://"+host+":"+port, "PORT="+proxyPort, "RESOLVER="+dns.addr, "CACHE_DIR="+cacheDir)
+	})
 	mustPull(t, p, "team/app:1", d)
 	if dns.queries.Load() == 0 {
 		t.Error("the DNS server was never asked")
@@ -297,18 +320,26 @@ func TestCacheStatusHeader(t *testing.T) {
 	}
 	// One request log line each, with the cache status and what went
 	// upstream: the cold blob needed ECR (HEAD and GET), the warm one not.
-	// The line is written once the response is sent: wait for the last.
-	if _, err := p.WaitForLog(t.Context(), "msg=request", dgst, "cache_status=HIT"); err != nil {
-		t.Fatal(err)
-	}
+	// A line is written once its handler returns, which may be after the
+	// client has read the response, so the two may even come in either
+	// order: wait for each.
+	blobPath := `path="/v2/team/app/blobs/` + dgst + `"`
 	var lines []string
+	for _, status := range []string{"cache_status=MISS", "cache_status=HIT"} {
+		line, err := p.WaitForLog(t.Context(), "msg=request", blobPath, status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, line)
+	}
+	var all []string
 	for _, l := range p.Lines() {
-		if strings.Contains(l, "msg=request") && strings.Contains(l, `path="/v2/team/app/blobs/`+dgst+`"`) {
-			lines = append(lines, l)
+		if strings.Contains(l, "msg=request") && strings.Contains(l, blobPath) {
+			all = append(all, l)
 		}
 	}
-	if len(lines) != 2 {
-		t.Fatalf("request log lines for the blob: %q, want 2", lines)
+	if len(all) != 2 {
+		t.Fatalf("request log lines for the blob: %q, want 2", all)
 	}
 	for i, want := range []string{"cache_status=MISS", "cache_status=HIT"} {
 		if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], "request_id=") || !strings.Contains(lines[i], fmt.Sprintf("bytes=%d ", len(blob))) {
@@ -338,8 +369,7 @@ func TestHealthcheckCommand(t *testing.T) {
 	emu := ecrtest.New(t)
 	dir := t.TempDir()
 	cert, key := writeCertPair(t, dir, "proxy")
-	port := freePort(t)
-	run := func() error {
+	run := func(port string) error {
 		cmd := exec.CommandContext(t.Context(), proxyBinary, "healthcheck")
 		cmd.Env = []string{"PORT=" + port, "ENABLE_SSL=true"}
 		out, err := cmd.CombinedOutput()
@@ -348,12 +378,14 @@ func TestHealthcheckCommand(t *testing.T) {
 		}
 		return nil
 	}
-	if err := run(); err == nil {
+	if err := run(freePort(t)); err == nil {
 		t.Error("healthcheck succeeded with nothing listening")
 	}
-	startSeedProxy(t, append(withoutKey(emu.Env(), "ECR"), "ECR="+emu.RegistryURL(), "PORT="+port,
-		"ENABLE_SSL=true", "SSL_KEY="+key, "SSL_CERTIFICATE="+cert, "CACHE_DIR="+filepath.Join(dir, "cache")))
-	if err := run(); err != nil {
+	_, port := startSeedProxy(t, func(port string) []string {
+		return append(withoutKey(emu.Env(), "ECR"), "ECR="+emu.RegistryURL(), "PORT="+port,
+			"ENABLE_SSL=true", "SSL_KEY="+key, "SSL_CERTIFICATE="+cert, "CACHE_DIR="+filepath.Join(dir, "cache"))
+	})
+	if err := run(port); err != nil {
 		t.Errorf("healthcheck against a running proxy: %v", err)
 	}
 }

@@ -191,6 +191,17 @@ func (b *logBuffer) waitChange() (string, <-chan struct{}) {
 // of subs, and returns that line; or until ctx ends (after a minute when
 // ctx has no deadline) or the process exits.
 func (p *Proxy) WaitForLog(ctx context.Context, subs ...string) (string, error) {
+	lines, err := p.WaitForLines(ctx, 1, func(l string) bool { return containsAll(l, subs) })
+	if err != nil {
+		return "", fmt.Errorf("waiting for a log line with %q: %w", subs, err)
+	}
+	return lines[0], nil
+}
+
+// WaitForLines blocks until the process has printed at least n lines
+// for which match reports true, and returns the first n of them; or until
+// ctx ends (after a minute when ctx has no deadline) or the process exits.
+func (p *Proxy) WaitForLines(ctx context.Context, n int, match func(line string) bool) ([]string, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Minute)
@@ -198,34 +209,83 @@ func (p *Proxy) WaitForLog(ctx context.Context, subs ...string) (string, error) 
 	}
 	for {
 		out, changed := p.logs.waitChange()
-		if line, ok := findLine(out, subs); ok {
-			return line, nil
+		if lines := findLines(out, n, match); len(lines) == n {
+			return lines, nil
 		}
 		select {
 		case <-changed:
 		case <-p.done:
 			out, _ := p.logs.waitChange()
-			if line, ok := findLine(out, subs); ok {
-				return line, nil
+			lines := findLines(out, n, match)
+			if len(lines) == n {
+				return lines, nil
 			}
-			return "", fmt.Errorf("proxy exited without logging %q", subs)
+			return nil, fmt.Errorf("proxy exited after logging %d of the %d lines awaited", len(lines), n)
 		case <-ctx.Done():
-			return "", fmt.Errorf("waiting for a log line with %q: %w", subs, ctx.Err())
+			return nil, fmt.Errorf("%d of the %d lines awaited logged: %w", len(findLines(out, n, match)), n, ctx.Err())
 		}
 	}
 }
 
-func findLine(out string, subs []string) (string, bool) {
-next:
-	for _, l := range strings.Split(out, "\n") {
-		for _, s := range subs {
-			if !strings.Contains(l, s) {
-				continue next
-			}
-		}
-		return l, true
+// Log messages that end the proxy's start-up work (see WaitForToken and
+// WaitForIdentity); they are logged at level info.
+const (
+	tokenMintedMsg = "minted ECR token"
+	identityMsg    = `msg="AWS identity"`
+	noIdentityMsg  = "could not determine the AWS identity"
+)
+
+// WaitForToken blocks until the proxy holds an ECR token: it logs
+// "minted ECR token" after storing each newly minted one. The proxy mints
+// its first token in the background as it starts; until that mint has
+// returned, a request may join it or start another, and expiring or
+// revoking the tokens minted so far misses the one to come. A caller that
+// counts mints, or expires tokens, waits for this first. It needs the
+// proxy's log level at info or lower; it fails as WaitForLog does.
+func (p *Proxy) WaitForToken(ctx context.Context) error {
+	if _, err := p.WaitForLog(ctx, tokenMintedMsg); err != nil {
+		return fmt.Errorf("no ECR token minted (is the log level info or lower?): %w", err)
 	}
-	return "", false
+	return nil
+}
+
+// WaitForIdentity blocks until the proxy's start-up lookup of its AWS
+// identity (STS GetCallerIdentity, in the background) has ended, with
+// success or not, and returns the line it logged. After it, that lookup
+// sends nothing more to STS. It needs the proxy's log level at info or
+// lower.
+func (p *Proxy) WaitForIdentity(ctx context.Context) (string, error) {
+	lines, err := p.WaitForLines(ctx, 1, func(l string) bool {
+		return strings.Contains(l, identityMsg) || strings.Contains(l, noIdentityMsg)
+	})
+	if err != nil {
+		return "", fmt.Errorf("no AWS identity lookup logged (is the log level info or lower?): %w", err)
+	}
+	return lines[0], nil
+}
+
+// findLines returns up to n lines of out for which match reports true.
+func findLines(out string, n int, match func(string) bool) []string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if len(lines) == n {
+			break
+		}
+		if match(l) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// containsAll reports whether s contains every one of subs.
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // Lines returns the output so far split into lines.
