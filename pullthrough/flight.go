@@ -288,8 +288,10 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
 	}
 	w.WriteHeader(status)
-
+	// The headers go now: a client whose Range starts far ahead of the
+	// download knows at once that its bytes are coming.
 	rc := http.NewResponseController(w)
+	_ = rc.Flush()
 	buf := make([]byte, copyBuffer)
 	pos := start
 	for size < 0 || pos <= end {
@@ -297,12 +299,14 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		done, written, ferr, changed := st.done, st.written, st.err, st.changed
 		limit := written
 		if size >= 0 {
-			if !done {
-				// The last byte waits for the length and digest checks:
-				// a client never holds a whole body that failed them.
-				written = min(written, size-1)
-			}
 			limit = min(written, end+1)
+		}
+		if !done || ferr != nil {
+			// Until the download has passed its length and digest
+			// checks, the last byte available is held back: no client,
+			// whole body or Range, ever holds a complete response whose
+			// blob failed them.
+			limit--
 		}
 		if limit > pos {
 			n, err := spool.ReadAt(buf[:min(limit-pos, int64(len(buf)))], pos)

@@ -277,6 +277,64 @@ func TestBrokenUpstreamBodies(t *testing.T) {
 	}
 }
 
+// TestCorruptUpstreamBodyNeverCompletes: S3 serves a blob of the right
+// length with one byte changed. No client, whole body, Range covering the
+// end or Range in the middle, joined before or after the bad byte arrived,
+// gets a complete response; nothing is cached, and the next pull, with S3
+// healthy again, gets the right bytes.
+func TestCorruptUpstreamBodyNeverCompletes(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	p := startProxy(t, emu, proxyOpts{})
+	for i, where := range []string{"last", "101st"} {
+		t.Run(where+" byte changed", func(t *testing.T) {
+			// A blob of its own: the previous case cached its blob.
+			dgst, want := seedLayer(t, emu, fmt.Sprintf("team/app:%d", i), 1<<20)
+			size := int64(len(want))
+			before := emu.Count(ecrtest.KindS3GET)
+			if where == "last" {
+				emu.CorruptBlobs(size - 1)
+			} else {
+				emu.CorruptBlobs(100)
+			}
+			release := emu.StallBlobs(size / 2)
+			clients := []struct{ name, rng string }{
+				{"GET", ""},
+				{"second GET", ""},
+				{"Range covering the end", fmt.Sprintf("bytes=%d-", size-1000)},
+				{"Range in the middle", "bytes=1000-1999"},
+			}
+			resps := make([]*http.Response, len(clients))
+			for i, c := range clients {
+				if c.rng == "" {
+					resps[i] = getBlob(t, p, "team/app", dgst) //nolint:bodyclose // closed below
+				} else {
+					resps[i] = getBlob(t, p, "team/app", dgst, "Range", c.rng) //nolint:bodyclose // closed below
+				}
+			}
+			// Every client has its headers: all joined the one stalled download.
+			release()
+			for i, c := range clients {
+				b, err := io.ReadAll(resps[i].Body)
+				_ = resps[i].Body.Close()
+				if err == nil {
+					t.Errorf("%s: %d %d bytes, complete, of a body that fails its digest", c.name, resps[i].StatusCode, len(b))
+				}
+			}
+			emu.CorruptBlobs(-1)
+			resp := getBlob(t, p, "team/app", dgst)
+			b, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if err != nil || !bytes.Equal(b, want) {
+				t.Fatalf("pull after the corrupt one: %d bytes, %v", len(b), err)
+			}
+			if n := emu.Count(ecrtest.KindS3GET) - before; n != 2 {
+				t.Errorf("S3 downloads = %d, want 2: the corrupt one was not cached", n)
+			}
+		})
+	}
+}
+
 // TestUpstreamErrorsAreHonest: ECR failing or rate limiting gives 503
 // UNAVAILABLE or 429 TOOMANYREQUESTS with Retry-After, with nothing
 // internal in the body.

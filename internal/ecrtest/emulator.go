@@ -51,6 +51,7 @@ type Emulator struct {
 	failRegistry    int
 	failStatus      int
 	cutAfter        int64
+	corruptAt       int64
 	stall           *stallState
 	closing         chan struct{}
 }
@@ -75,6 +76,7 @@ func Start(opts ...Option) (*Emulator, error) {
 		counts:        make(map[Kind]int),
 		referrers:     make(map[string][]referrer),
 		cutAfter:      -1,
+		corruptAt:     -1,
 		closing:       make(chan struct{}),
 	}
 	e.identities[AccessKeyID] = identity{

@@ -54,6 +54,16 @@ func (e *Emulator) CutBlobs(afterBytes int64) {
 	e.cutAfter = afterBytes
 }
 
+// CorruptBlobs makes S3 change the byte at offset atByte of each blob
+// body it serves (counted from the start of the response body), keeping
+// its length: the body is complete but fails its digest. A negative
+// value, or one past the end of a body, leaves bodies intact.
+func (e *Emulator) CorruptBlobs(atByte int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.corruptAt = atByte
+}
+
 // StallBlobs makes S3 blob bodies stop after afterBytes bytes until release
 // is called, the client goes away or the emulator closes. release disables
 // stalling and resumes every stalled body; it may be called more than once.

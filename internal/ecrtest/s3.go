@@ -82,7 +82,7 @@ func (e *Emulator) serveS3(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	p, ok := e.presigned[r.URL.Query().Get("X-Amz-Signature")]
 	now := e.cfg.clock()
-	cutAfter, stall := e.cutAfter, e.stall
+	cutAfter, corruptAt, stall := e.cutAfter, e.corruptAt, e.stall
 	e.mu.Unlock()
 	if !ok || p.path != r.URL.Path {
 		writeS3Error(w, http.StatusForbidden, s3Error{Code: "AccessDenied", Message: "Access Denied"})
@@ -105,17 +105,18 @@ func (e *Emulator) serveS3(w http.ResponseWriter, r *http.Request) {
 			inner.Header.Set(h, v)
 		}
 	}
-	bw := &blobWriter{ResponseWriter: w, ctx: r.Context(), closing: e.closing, cutAfter: cutAfter, stall: stall}
+	bw := &blobWriter{ResponseWriter: w, ctx: r.Context(), closing: e.closing, cutAfter: cutAfter, corruptAt: corruptAt, stall: stall}
 	e.backing.ServeHTTP(bw, inner)
 }
 
 // blobWriter turns the registry's blob response into an S3 one and applies
-// CutBlobs and StallBlobs.
+// CutBlobs, CorruptBlobs and StallBlobs.
 type blobWriter struct {
 	http.ResponseWriter
 	ctx         context.Context
 	closing     <-chan struct{}
 	cutAfter    int64
+	corruptAt   int64
 	stall       *stallState
 	written     int64
 	wroteHeader bool
@@ -180,6 +181,11 @@ func (b *blobWriter) Write(p []byte) (int, error) {
 }
 
 func (b *blobWriter) write(p []byte) (int, error) {
+	if at := b.corruptAt - b.written; at >= 0 && at < int64(len(p)) {
+		changed := append([]byte(nil), p...)
+		changed[at] ^= 0xff
+		p = changed
+	}
 	n, err := b.ResponseWriter.Write(p)
 	b.written += int64(n)
 	return n, err
