@@ -26,8 +26,13 @@ type ProbeFunc func(ctx context.Context) error
 // endpoint reports ready.
 func WithReadinessProbe(p ProbeFunc) Option { return func(h *handler) { h.probe = p } }
 
-// readinessTimeout bounds one probe of the upstream.
-const readinessTimeout = 5 * time.Second
+// readinessTimeout bounds one probe of the upstream; uploadsReadyTimeout
+// how long the upload sessions may stay locked before the upload path
+// counts as wedged (their lock is never held across I/O).
+const (
+	readinessTimeout    = 5 * time.Second
+	uploadsReadyTimeout = time.Second
+)
 
 func (h *handler) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 	switch r.URL.Path {
@@ -40,7 +45,16 @@ func (h *handler) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 			defer cancel()
 			if err := h.probe(ctx); err != nil {
 				h.log.WithError(err).Warn("readiness: ECR unreachable")
-				status, body = http.StatusServiceUnavailable, map[string]string{"status": "degraded", "ecr": "unreachable"}
+				status, body["status"], body["ecr"] = http.StatusServiceUnavailable, "degraded", "unreachable"
+			}
+		}
+		if h.push != nil && h.push.wt != nil {
+			body["uploads"] = "ok"
+			ctx, cancel := context.WithTimeout(r.Context(), uploadsReadyTimeout)
+			defer cancel()
+			if err := h.push.wt.Ready(ctx); err != nil {
+				h.log.WithError(err).Error("readiness: the upload path is wedged")
+				status, body["status"], body["uploads"] = http.StatusServiceUnavailable, "failing", "wedged"
 			}
 		}
 		writeJSON(w, status, body)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distribution/distribution/v3"
@@ -55,14 +56,21 @@ const (
 // Manifests: after ECR answers a manifest PUT with 201, the same bytes
 // are put into the local manifest store (without checking that the
 // blobs are local, as distribution's proxy does) and tagged.
+//
+// Locking: the table of sessions has its own lock, a leaf: nothing else
+// is locked while it is held. A session's lock is held across local
+// writes and may take nothing but the table's lock after it.
 type WriteThrough struct {
 	log         logrus.FieldLogger
 	now         func() time.Time
 	maxSessions int
 	idleTimeout time.Duration
 
-	mu       sync.Mutex
-	ns       distribution.Namespace
+	ns atomic.Pointer[distribution.Namespace]
+
+	// mu guards sessions. It is a channel, so that the readiness check
+	// can try it with a deadline: a wedged table shows on /readyz.
+	mu       chan struct{}
 	sessions map[string]*upload
 }
 
@@ -111,6 +119,7 @@ func NewWriteThrough(opts ...WriteThroughOption) *WriteThrough {
 		now:         time.Now,
 		maxSessions: DefaultMaxUploads,
 		idleTimeout: DefaultUploadIdleTimeout,
+		mu:          make(chan struct{}, 1),
 		sessions:    make(map[string]*upload),
 	}
 	for _, o := range opts {
@@ -123,16 +132,31 @@ func NewWriteThrough(opts ...WriteThroughOption) *WriteThrough {
 // (registry/middleware/registry.InitFunc): it records ns, distribution's
 // local namespace, and returns it unchanged.
 func (wt *WriteThrough) Init(_ context.Context, ns distribution.Namespace, _ storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
-	wt.ns = ns
+	wt.ns.Store(&ns)
 	return ns, nil
 }
 
 func (wt *WriteThrough) namespace() distribution.Namespace {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
-	return wt.ns
+	if ns := wt.ns.Load(); ns != nil {
+		return *ns
+	}
+	return nil
+}
+
+// lock takes the sessions lock; unlock releases it.
+func (wt *WriteThrough) lock()   { wt.mu <- struct{}{} }
+func (wt *WriteThrough) unlock() { <-wt.mu }
+
+// Ready reports whether the table of upload sessions can be locked before
+// ctx ends: an error means the upload path is wedged.
+func (wt *WriteThrough) Ready(ctx context.Context) error {
+	select {
+	case wt.mu <- struct{}{}:
+		wt.unlock()
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("write-through: upload sessions locked: %w", ctx.Err())
+	}
 }
 
 func (wt *WriteThrough) repository(ctx context.Context, repo string) (distribution.Repository, error) {
@@ -156,11 +180,12 @@ type upload struct {
 	repo string
 	id   string
 
+	touched atomic.Int64 // UnixNano of the last request; read without mu
+
 	mu      sync.Mutex
 	bw      distribution.BlobWriter // nil until the first byte
 	written int64
 	dead    bool
-	touched time.Time
 }
 
 func sessionKey(repo, id string) string { return repo + "@" + id }
@@ -172,21 +197,20 @@ func (wt *WriteThrough) begin(repo, id string) {
 	}
 	now := wt.now()
 	var idle []*upload
-	wt.mu.Lock()
+	wt.lock()
 	for k, u := range wt.sessions {
-		u.mu.Lock()
-		stale := now.Sub(u.touched) > wt.idleTimeout
-		u.mu.Unlock()
-		if stale {
+		if now.Sub(time.Unix(0, u.touched.Load())) > wt.idleTimeout {
 			idle = append(idle, u)
 			delete(wt.sessions, k)
 		}
 	}
 	full := len(wt.sessions) >= wt.maxSessions
 	if !full {
-		wt.sessions[sessionKey(repo, id)] = &upload{repo: repo, id: id, touched: now}
+		u := &upload{repo: repo, id: id}
+		u.touched.Store(now.UnixNano())
+		wt.sessions[sessionKey(repo, id)] = u
 	}
-	wt.mu.Unlock()
+	wt.unlock()
 	for _, u := range idle {
 		wt.kill(u, "idle for longer than "+wt.idleTimeout.String())
 	}
@@ -196,14 +220,14 @@ func (wt *WriteThrough) begin(repo, id string) {
 }
 
 func (wt *WriteThrough) session(repo, id string) *upload {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
+	wt.lock()
+	defer wt.unlock()
 	return wt.sessions[sessionKey(repo, id)]
 }
 
 func (wt *WriteThrough) take(repo, id string) *upload {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
+	wt.lock()
+	defer wt.unlock()
 	k := sessionKey(repo, id)
 	u := wt.sessions[k]
 	delete(wt.sessions, k)
@@ -223,7 +247,7 @@ func (wt *WriteThrough) tee(ctx context.Context, repo, id string, body io.ReadCl
 	if u.dead {
 		return body
 	}
-	u.touched = wt.now()
+	u.touched.Store(wt.now().UnixNano())
 	if start, _, ok := parseRange(contentRange); ok && start != u.written {
 		wt.killLocked(u, fmt.Sprintf("chunk starts at %d, the copy has %d bytes", start, u.written))
 		return body

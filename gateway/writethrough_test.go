@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -321,5 +324,130 @@ func TestParseRange(t *testing.T) {
 		if s != tt.start || e != tt.end || ok != tt.ok {
 			t.Errorf("parseRange(%q) = %d, %d, %t; want %d, %d, %t", tt.in, s, e, ok, tt.start, tt.end, tt.ok)
 		}
+	}
+}
+
+// TestWriteThroughConcurrentUploads: many uploads at once (POST, then PUT
+// with the body and ?digest=) all reach ECR and the cache, and the upload
+// path stays ready. Sessions starting while others copy their first bytes
+// once took the table's and a session's locks in opposite orders and hung
+// every later upload.
+func TestWriteThroughConcurrentUploads(t *testing.T) {
+	t.Parallel()
+	emu := ecrtest.New(t)
+	user, pw, err := emu.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, ns := newLocal(t)
+	gw := newGateway(t, emu.RegistryURL(), basicTransport{user, pw}, nil, WithWriteThrough(wt))
+	const workers, each = 32, 4
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	send := func(method, url string, body []byte) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp, resp.Body.Close()
+	}
+
+	digests := make([][]digest.Digest, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() {
+			for j := range each {
+				data := make([]byte, 64<<10)
+				_, _ = rand.Read(data)
+				d := digest.FromBytes(data)
+				resp, err := send(http.MethodPost, gw.URL+"/v2/team/many/blobs/uploads/", nil)
+				if err != nil || resp.StatusCode != http.StatusAccepted {
+					t.Errorf("upload %d.%d: POST: %v %v", i, j, resp, err)
+					return
+				}
+				loc := resp.Header.Get("Location")
+				if !strings.HasPrefix(loc, "http") {
+					loc = gw.URL + loc
+				}
+				sep := "?"
+				if strings.Contains(loc, "?") {
+					sep = "&"
+				}
+				resp, err = send(http.MethodPut, loc+sep+"digest="+d.String(), data)
+				if err != nil || resp.StatusCode != http.StatusCreated {
+					t.Errorf("upload %d.%d: PUT: %v %v", i, j, resp, err)
+					return
+				}
+				digests[i] = append(digests[i], d)
+			}
+		})
+	}
+	wg.Wait()
+	for _, ds := range digests {
+		for _, d := range ds {
+			if !hasBlob(t, ns, "team/many", d) {
+				t.Errorf("%s pushed but not cached", d)
+			}
+		}
+	}
+	resp, body := do(t, http.MethodGet, gw.URL+ReadinessPath, nil, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"uploads":"ok"`) {
+		t.Errorf("/readyz after the uploads: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestReadinessShowsWedgedUploads: while the upload sessions cannot be
+// locked, /readyz answers 503 and names the upload path.
+func TestReadinessShowsWedgedUploads(t *testing.T) {
+	t.Parallel()
+	wt, _ := newLocal(t)
+	gw := newGateway(t, "http://127.0.0.1:1", nil, nil, WithWriteThrough(wt))
+	wt.lock()
+	resp, body := do(t, http.MethodGet, gw.URL+ReadinessPath, nil, nil)
+	wt.unlock()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"uploads":"wedged"`) {
+		t.Errorf("/readyz with the upload sessions locked: %d %s, want 503 naming the uploads", resp.StatusCode, body)
+	}
+	resp, body = do(t, http.MethodGet, gw.URL+ReadinessPath, nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz once unlocked: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestBusySessionBlocksNoOtherUpload: a session whose lock is held (a
+// local write or a commit's fsync in progress) does not hold up new
+// uploads or the readiness check. The table's lock was once held while
+// waiting for each session's, which let one slow session stall every
+// POST and, with a session waiting on the table, deadlock them all.
+func TestBusySessionBlocksNoOtherUpload(t *testing.T) {
+	t.Parallel()
+	wt, _ := newLocal(t)
+	wt.begin("team/app", "busy")
+	u := wt.session("team/app", "busy")
+	if u == nil {
+		t.Fatal("session not tracked")
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	started := make(chan struct{})
+	go func() {
+		wt.begin("team/app", "next")
+		close(started)
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a new upload waited for another session's local write")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := wt.Ready(ctx); err != nil {
+		t.Errorf("Ready while one session is busy: %v", err)
 	}
 }
