@@ -50,6 +50,8 @@ type instance struct {
 	host string
 	// auth is what the client presents.
 	auth authn.Authenticator
+	// debug is the address of its debug server (pprof), when it has one.
+	debug string
 	// pids lists the processes whose peak memory counts; nil for direct.
 	pids func() []int
 	// stop stops the processes and removes the cache.
@@ -222,10 +224,11 @@ func (l *lab) startGoProxy(ctx context.Context, bin, dir, cfg string, env []stri
 		return nil, errors.Join(err, stop())
 	}
 	return &instance{
-		host: p.Addr,
-		auth: authn.Anonymous,
-		pids: func() []int { return []int{pid} },
-		stop: stop,
+		host:  p.Addr,
+		debug: p.DebugAddr,
+		auth:  authn.Anonymous,
+		pids:  func() []int { return []int{pid} },
+		stop:  stop,
 	}, nil
 }
 
