@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	distauth "github.com/distribution/distribution/v3/registry/auth"
 	"github.com/sirupsen/logrus"
 )
 
@@ -33,6 +34,10 @@ type handler struct {
 	log      logrus.FieldLogger
 	push     *Passthrough // writes go to ECR (push.go)
 	served   func(kind string, hit bool, bytes int64)
+
+	files        BlobFiles // blob hits served from their files (blobfiles.go)
+	filesAccess  distauth.AccessController
+	filesHeaders http.Header
 }
 
 // WithServedObserver sets a function called once per manifest or blob GET
@@ -75,7 +80,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, rec := withRecorder(r.Context())
 	rw := &readWriter{ResponseWriter: w, upstream: h.upstream, start: time.Now(), rec: rec,
 		content: !strings.HasSuffix(r.URL.Path, "/tags/list")}
-	h.next.ServeHTTP(rw, r.WithContext(ctx))
+	if h.files == nil || !h.serveBlobFile(rw, r.WithContext(ctx)) {
+		h.next.ServeHTTP(rw, r.WithContext(ctx))
+	}
 	if rw.cacheStatus != "" && r.Method == http.MethodGet {
 		h.served(contentKind(r.URL.Path), rw.cacheStatus == "HIT", rw.written)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	distauth "github.com/distribution/distribution/v3/registry/auth"
 	"github.com/sirupsen/logrus"
 
 	"github.com/ecr-proxy/ecr-proxy/gateway"
@@ -12,11 +13,7 @@ import (
 // newPushPassthrough builds the gateway's push passthrough: writes go to
 // ECR through rt, checked against the auth: section; what passes is also
 // written into the local cache by writeThrough.
-func newPushPassthrough(s *settings, rt http.RoundTripper, writeThrough *gateway.WriteThrough) (*gateway.Passthrough, error) {
-	clientAuth, err := gateway.AccessControllerFromConfig(s.dist)
-	if err != nil {
-		return nil, err
-	}
+func newPushPassthrough(s *settings, rt http.RoundTripper, writeThrough *gateway.WriteThrough, clientAuth distauth.AccessController) (*gateway.Passthrough, error) {
 	if clientAuth == nil {
 		s.notes = append(s.notes, "no auth: section: anyone who reaches the proxy can push to ECR with its AWS identity")
 	}

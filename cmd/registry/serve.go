@@ -14,8 +14,10 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/docker/go-metrics"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -103,12 +105,22 @@ func serve(ctx context.Context, s *settings) error {
 	// Writes go to ECR through transport, and into the cache.
 	writeThrough := gateway.NewWriteThrough(
 		gateway.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
-	push, err := newPushPassthrough(s, transport, writeThrough)
+	clientAuth, err := gateway.AccessControllerFromConfig(s.dist)
 	if err != nil {
 		return err
 	}
-	// Both read and write the cache directly.
-	if err := installLocalNamespace(s, puller.InitRegistry, writeThrough.Init); err != nil {
+	push, err := newPushPassthrough(s, transport, writeThrough, clientAuth)
+	if err != nil {
+		return err
+	}
+	// Both read and write the cache directly; the gateway serves blob hits
+	// from the cache's files when its driver can open them.
+	var files gateway.BlobFiles
+	takeFiles := func(_ context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
+		files, _ = d.(gateway.BlobFiles)
+		return ns, nil
+	}
+	if err := installLocalNamespace(s, puller.InitRegistry, writeThrough.Init, takeFiles); err != nil {
 		return err
 	}
 
@@ -117,12 +129,19 @@ func serve(ctx context.Context, s *settings) error {
 	// distribution's ListenAndServe).
 	var handler http.Handler
 	registry.RegisterHandler(func(_ *configuration.Configuration, next http.Handler) http.Handler {
-		handler = gateway.New(next,
+		opts := []gateway.Option{
 			gateway.WithUpstream(upstream),
 			gateway.WithServedObserver(ecrmetrics.ObserveServed),
 			gateway.WithPassthrough(push),
 			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, transport)),
-			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")))
+			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")),
+		}
+		// distribution's app is built by now, and its registry middleware
+		// has handed over the driver.
+		if files != nil && s.dist.HTTP.Prefix == "" {
+			opts = append(opts, gateway.WithBlobFiles(files, clientAuth, s.dist.HTTP.Headers))
+		}
+		handler = gateway.New(next, opts...)
 		return handler
 	})
 

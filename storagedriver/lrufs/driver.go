@@ -253,19 +253,9 @@ func (d *driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 	}
 	metricBlobReads.Inc()
 	if !d.idx.use(k) {
-		d.indexExisting(ctx, k)
+		d.idx.indexExisting(ctx, k)
 	}
 	return &blobReader{ReadCloser: rc, release: func() { d.idx.release(ctx, k) }}, nil
-}
-
-// indexExisting indexes a blob found on disk but not in the index (written
-// by another process, or its index entry dropped).
-func (d *driver) indexExisting(ctx context.Context, k blobKey) {
-	fi, err := os.Stat(d.idx.fullPath(k.dataPath()))
-	if err != nil || !fi.Mode().IsRegular() {
-		return
-	}
-	d.idx.insert(ctx, k, fi.Size())
 }
 
 // blobReader releases its blob's reference on Close.

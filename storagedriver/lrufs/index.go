@@ -239,6 +239,16 @@ func (x *index) stats() (int64, int) {
 	return x.size, x.lru.Len()
 }
 
+// indexExisting indexes a blob found on disk but not in the index (written
+// by another process, or its index entry dropped).
+func (x *index) indexExisting(ctx context.Context, k blobKey) {
+	fi, err := os.Stat(x.fullPath(k.dataPath()))
+	if err != nil || !fi.Mode().IsRegular() {
+		return
+	}
+	x.insert(ctx, k, fi.Size())
+}
+
 func (x *index) fullPath(p string) string {
 	return filepath.Join(x.root, filepath.FromSlash(p))
 }

@@ -101,7 +101,7 @@ func (w *blobWriter) Close() error {
 	defer w.done(ctx)
 	err := w.FileWriter.Close()
 	if err == nil && !w.committed {
-		w.d.indexExisting(ctx, w.key)
+		w.d.idx.indexExisting(ctx, w.key)
 	}
 	return err
 }
