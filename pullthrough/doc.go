@@ -11,7 +11,8 @@
 // from a complete one. Here:
 //
 //   - A cache hit is served by the local store as before (Range, HEAD and
-//     conditional requests included).
+//     conditional requests included); on lrufilesystem the gateway answers
+//     most hits from the file itself before they get here.
 //   - A HEAD on a miss is answered from ECR's HEAD: no download.
 //   - A GET on a miss joins the one download in flight for that
 //     repository and digest, or starts it. The download is spooled to a
@@ -21,9 +22,12 @@
 //     bytes arrive, while the whole blob is still downloaded and cached.
 //     The download runs detached from any client: one that goes away
 //     stops only its own copy.
-//   - The download is checked (length and digest) before its last byte
-//     reaches any client; only then is the spool copied into the local
-//     store and committed, off the clients' path. A body that is cut or
+//   - The download is checked (length and digest) before the last byte
+//     of any response leaves, whole or ranged; only then, off the clients'
+//     path, does the spool enter the local store: the cache driver adopts
+//     the file by rename when it can (lrufilesystem, spool on its
+//     filesystem: one write and one SHA-256 per blob in all), else it is
+//     copied through distribution's blob writer. A body that is cut or
 //     stalls past the fetch timeout, or does not match its digest, fails
 //     every client that is reading it by closing its connection short of
 //     the announced Content-Length (a client sees an error, never a short

@@ -21,7 +21,9 @@ const copyBuffer = 256 << 10
 
 // flight is one download of a blob from ECR, shared by every client that
 // asks for it while it runs. Its bytes are spooled to a file that the
-// clients read as it grows.
+// clients read as it grows, through one descriptor the flight owns: the
+// file stays readable after the cache adopts it (a rename) or evicts it,
+// and is closed when the last client has left a finished flight.
 type flight struct {
 	key  string
 	name reference.Named
@@ -31,7 +33,8 @@ type flight struct {
 	changed chan struct{} // closed and replaced at every change
 	started bool          // the spool exists and size is final
 	size    int64         // -1 when unknown
-	spool   string
+	spool   *os.File      // final once started
+	adopted bool          // the spool file was moved into the cache
 	written int64
 	done    bool
 	err     error
@@ -122,8 +125,12 @@ func (p *Puller) leave(f *flight) {
 }
 
 func (f *flight) removeSpool() {
-	if f.spool != "" {
-		_ = os.Remove(f.spool)
+	if f.spool == nil {
+		return
+	}
+	_ = f.spool.Close()
+	if !f.adopted {
+		_ = os.Remove(f.spool.Name())
 	}
 }
 
@@ -173,8 +180,8 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 	if err != nil {
 		return fmt.Errorf("create spool: %w", err)
 	}
-	defer spool.Close()
-	f.update(func() { f.started, f.size, f.spool = true, size, spool.Name() })
+	// From here the flight owns the spool (removeSpool).
+	f.update(func() { f.started, f.size, f.spool = true, size, spool })
 
 	verifier := f.dgst.Verifier()
 	buf := make([]byte, copyBuffer)
@@ -202,16 +209,33 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 	if !verifier.Verified() {
 		return errDigest
 	}
-	// The checks passed: release the last byte to the readers, then copy
-	// the spool into the cache and commit, off the clients' path (the
-	// copy, distribution's own digest check and the fsync). The flight
-	// stays joinable until the commit is done, and a graceful shutdown
-	// waits for it (Puller.Wait).
+	// The checks passed: release the last byte to the readers, then put
+	// the spool into the cache, off the clients' path. The flight stays
+	// joinable until that is done, and a graceful shutdown waits for it
+	// (Puller.Wait).
 	f.update(func() { f.done = true })
-	if err := p.commit(ctx, local, spool, f.dgst, written); err != nil {
-		p.log.WithError(err).WithField("digest", f.dgst).Warn("cannot cache blob")
-	}
+	p.keep(ctx, f, local, written)
 	return nil
+}
+
+// keep puts a checked download into the cache: the cache driver adopts
+// the spool file when it can (one write and one hash in all), else it is
+// copied through distribution's blob writer.
+func (p *Puller) keep(ctx context.Context, f *flight, local distribution.BlobStore, size int64) {
+	log := p.log.WithField("digest", f.dgst)
+	if a := p.adopter(); a != nil {
+		err := a.Adopt(ctx, f.name.Name(), f.dgst, f.spool.Name(), size)
+		if err == nil {
+			p.mu.Lock()
+			f.adopted = true
+			p.mu.Unlock()
+			return
+		}
+		log.WithError(err).Debug("the cache did not adopt the download; copying it")
+	}
+	if err := p.commit(ctx, local, f.spool, f.dgst, size); err != nil {
+		log.WithError(err).Warn("cannot cache blob")
+	}
 }
 
 // commit copies the checked download in spool into the local store.
@@ -261,12 +285,7 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 		return nil
 	}
-	spool, err := os.Open(f.spool)
-	if err != nil {
-		p.log.WithError(err).Warn("open spool")
-		return clientError(err, f.dgst)
-	}
-	defer spool.Close()
+	spool := f.spool // final once started
 
 	start, end, status := int64(0), size-1, http.StatusOK
 	if ranged {

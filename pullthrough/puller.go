@@ -14,6 +14,7 @@ import (
 	"github.com/distribution/distribution/v3"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
 )
@@ -47,6 +48,7 @@ type Puller struct {
 
 	mu      sync.Mutex
 	local   distribution.Namespace
+	files   Adopter // the cache driver, when it can adopt downloads
 	flights map[string]*flight
 	fetches sync.WaitGroup
 
@@ -158,11 +160,26 @@ func (p *Puller) Wait(ctx context.Context) error {
 // InitRegistry is the registry middleware: distribution applies it to
 // its local namespace before wrapping that in its proxy. It keeps the
 // namespace and returns it unchanged.
-func (p *Puller) InitRegistry(_ context.Context, ns distribution.Namespace, _ storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
+func (p *Puller) InitRegistry(_ context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.local = ns
+	p.files, _ = d.(Adopter)
 	return ns, nil
+}
+
+// Adopter is a cache storage driver that can take a checked download's
+// spool file as the blob's data, by rename (lrufs.Driver.Adopt), instead
+// of a copy through distribution's blob writer. It must leave the file
+// where it was on error, and gone on success.
+type Adopter interface {
+	Adopt(ctx context.Context, repo string, dgst digest.Digest, file string, size int64) error
+}
+
+func (p *Puller) adopter() Adopter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.files
 }
 
 // InitRepository is the repository middleware: it wraps each proxied

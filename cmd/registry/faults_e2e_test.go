@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -149,7 +152,8 @@ func TestOneClientDisconnects(t *testing.T) {
 	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	dgst, want := seedLayer(t, emu, "team/app:1", 3<<20)
-	p := startProxy(t, emu, proxyOpts{})
+	cache := t.TempDir()
+	p := startProxy(t, emu, proxyOpts{cacheDir: cache})
 	release := emu.StallBlobs(1 << 20)
 	quitter := getBlob(t, p, "team/app", dgst)
 	if _, err := io.ReadFull(quitter.Body, make([]byte, 64<<10)); err != nil {
@@ -182,6 +186,30 @@ func TestOneClientDisconnects(t *testing.T) {
 	}
 	if n := emu.Count(ecrtest.KindBlobGET); n != 1 {
 		t.Errorf("upstream blob GETs after a cached read = %d, want 1", n)
+	}
+	// The cache adopted the download's spool: nothing is left beside it.
+	waitEmptyDir(t, filepath.Join(cache, "ecr-proxy-spool"))
+}
+
+// waitEmptyDir waits until dir holds no file; a finished download's
+// spool goes into the cache after its clients were answered.
+func waitEmptyDir(t *testing.T, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still holds %d files, e.g. %s", dir, len(entries), entries[0].Name())
+		}
+		<-tick.C
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -55,4 +56,60 @@ func (d *Driver) OpenLinked(ctx context.Context, repo string, dgst digest.Digest
 		d.idx.indexExisting(ctx, k)
 	}
 	return f, func() { d.idx.release(ctx, k) }, nil
+}
+
+// Adopt moves file, a complete copy of blob dgst (size bytes) whose
+// digest the caller has verified, into the cache, and links it into
+// repository repo: the state distribution's blob writer leaves after a
+// commit. It saves the second write and the second SHA-256 pass that
+// copying the file through distribution's BlobWriter costs. file must be
+// on the cache's filesystem (a rename); on any error it is left where it
+// was, and the caller may still commit it through distribution. When the
+// blob is already cached (through another repository), file is removed
+// and only the link is written: either way, after success file is gone.
+func (d *Driver) Adopt(ctx context.Context, repo string, dgst digest.Digest, file string, size int64) error {
+	if err := dgst.Validate(); err != nil {
+		return err
+	}
+	alg, hex := dgst.Algorithm().String(), dgst.Encoded()
+	k, ok := keyOf(alg, hex[:2], hex)
+	if !ok {
+		return fmt.Errorf("%s: digest %s has no blob path", DriverName, dgst)
+	}
+	data := d.idx.fullPath(k.dataPath())
+	if fi, err := os.Stat(data); err == nil && fi.Size() == size {
+		if err := os.Remove(file); err != nil {
+			return err
+		}
+	} else if err := d.adoptData(ctx, k, file, data, size); err != nil {
+		return err
+	}
+	link := path.Join(repositoriesRoot, repo, "_layers", alg, hex, "link")
+	return d.PutContent(ctx, link, []byte(dgst.String()))
+}
+
+// adoptData makes room for the blob, then renames file to its data path,
+// after an fsync, as distribution's file writer commits.
+func (d *Driver) adoptData(ctx context.Context, k blobKey, file, data string, size int64) error {
+	if err := d.idx.makeRoom(ctx, k, size); err != nil {
+		return fmt.Errorf("caching %s (%d bytes): %w", k, size, err)
+	}
+	d.idx.acquire(k)
+	defer d.idx.releaseWrite(ctx, k)
+	f, err := os.OpenFile(file, os.O_RDWR, 0) //nolint:gosec // the caller's own spool file
+	if err != nil {
+		return err
+	}
+	err = errors.Join(f.Chmod(0o644), f.Sync(), f.Close())
+	if err != nil {
+		return fmt.Errorf("%s: sync %s: %w", DriverName, file, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(data), 0o755); err != nil { //nolint:gosec // distribution's layout, readable as the filesystem driver leaves it
+		return err
+	}
+	if err := os.Rename(file, data); err != nil {
+		return err
+	}
+	d.idx.insert(ctx, k, size)
+	return nil
 }
