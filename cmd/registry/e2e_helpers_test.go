@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -260,6 +261,31 @@ func mustPull(t *testing.T, p *proxytest.Proxy, ref, wantDigest string) pulled {
 		t.Fatalf("pull %s: digest %s, want %s", ref, got.digest, wantDigest)
 	}
 	return got
+}
+
+// pollUntil calls cond every 20 ms until it reports true, and reports
+// whether it did before 30 seconds passed (or the test ended). It is for
+// state a test can only observe from outside and the proxy updates after
+// it has answered the clients, such as its metrics or its cache
+// directory; events the proxy logs are awaited with WaitForLog instead.
+func pollUntil(t *testing.T, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-tick.C:
+		case <-t.Context().Done():
+			return false
+		}
+	}
 }
 
 // reservePort returns a loopback address nothing listens on at the moment

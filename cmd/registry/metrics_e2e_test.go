@@ -70,25 +70,17 @@ func waitServed(t *testing.T, p *proxytest.Proxy, n int, pathPart string) {
 }
 
 // waitForMetric scrapes the proxy's metrics until the value of the series
-// `name{labels}` (see metric) satisfies ok or 30 seconds have passed, and
+// `name{labels}` (see metric) satisfies ok or pollUntil gives up, and
 // returns the last value read. For counters the proxy updates after the
 // client was answered, such as evictions made by commits to the cache.
 func waitForMetric(t *testing.T, p *proxytest.Proxy, name, labels string, ok func(float64) bool) float64 {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		v := metric(scrape(t, p), name, labels)
-		if ok(v) || time.Now().After(deadline) {
-			return v
-		}
-		select {
-		case <-tick.C:
-		case <-t.Context().Done():
-			return v
-		}
-	}
+	var v float64
+	pollUntil(t, func() bool {
+		v = metric(scrape(t, p), name, labels)
+		return ok(v)
+	})
+	return v
 }
 
 // TestMetricsMatchWhatECRSaw scrapes /metrics after a cold and a warm pull
