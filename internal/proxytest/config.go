@@ -15,7 +15,9 @@ type ConfigOptions struct {
 	Region string
 	// RootDirectory is the cache directory.
 	RootDirectory string
-	// StorageDriver defaults to "filesystem".
+	// StorageDriver defaults to "lrufilesystem" (unbounded without a
+	// maxsize), the cache users run: the seed's variables and
+	// config.yml.example both use it.
 	StorageDriver string
 	// StorageParams are extra driver parameters, such as maxsize.
 	StorageParams map[string]string
@@ -37,7 +39,7 @@ func WriteConfig(dir string, o ConfigOptions) (string, error) {
 	}
 	driver := o.StorageDriver
 	if driver == "" {
-		driver = "filesystem"
+		driver = "lrufilesystem"
 	}
 	var params strings.Builder
 	for k, v := range o.StorageParams {
