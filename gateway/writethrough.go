@@ -66,7 +66,9 @@ type WriteThrough struct {
 	maxSessions int
 	idleTimeout time.Duration
 
-	ns atomic.Pointer[distribution.Namespace]
+	spoolDir string // where pushed blobs are copied before the cache adopts them
+
+	local atomic.Pointer[localStore]
 
 	// mu guards sessions. It is a channel, so that the readiness check
 	// can try it with a deadline: a wedged table shows on /readyz.
@@ -106,6 +108,15 @@ func WithUploadIdleTimeout(d time.Duration) WriteThroughOption {
 	}
 }
 
+// WithWriteThroughSpoolDir sets the directory of the local copies of
+// uploads in flight, on the cache's filesystem: with a cache driver that
+// adopts files (lrufilesystem), a pushed blob is then written once and
+// not hashed again. Without it, copies go through distribution's blob
+// writer.
+func WithWriteThroughSpoolDir(dir string) WriteThroughOption {
+	return func(wt *WriteThrough) { wt.spoolDir = dir }
+}
+
 // withWriteThroughClock sets the clock, for tests.
 func withWriteThroughClock(now func() time.Time) WriteThroughOption {
 	return func(wt *WriteThrough) { wt.now = now }
@@ -131,14 +142,22 @@ func NewWriteThrough(opts ...WriteThroughOption) *WriteThrough {
 // Init is a registry middleware InitFunc
 // (registry/middleware/registry.InitFunc): it records ns, distribution's
 // local namespace, and returns it unchanged.
-func (wt *WriteThrough) Init(_ context.Context, ns distribution.Namespace, _ storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
-	wt.ns.Store(&ns)
+func (wt *WriteThrough) Init(_ context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
+	files, _ := d.(BlobAdopter)
+	wt.local.Store(&localStore{ns: ns, files: files})
 	return ns, nil
 }
 
+// localStore is distribution's local namespace and the cache's driver,
+// when it can adopt files.
+type localStore struct {
+	ns    distribution.Namespace
+	files BlobAdopter
+}
+
 func (wt *WriteThrough) namespace() distribution.Namespace {
-	if ns := wt.ns.Load(); ns != nil {
-		return *ns
+	if l := wt.local.Load(); l != nil {
+		return l.ns
 	}
 	return nil
 }
@@ -183,7 +202,7 @@ type upload struct {
 	touched atomic.Int64 // UnixNano of the last request; read without mu
 
 	mu      sync.Mutex
-	bw      distribution.BlobWriter // nil until the first byte
+	copy    localCopy // nil until the first byte
 	written int64
 	dead    bool
 }
@@ -252,17 +271,14 @@ func (wt *WriteThrough) tee(ctx context.Context, repo, id string, body io.ReadCl
 		wt.killLocked(u, fmt.Sprintf("chunk starts at %d, the copy has %d bytes", start, u.written))
 		return body
 	}
-	if u.bw == nil {
-		// The writer outlives this request: it keeps the context.
-		ctx := context.WithoutCancel(ctx)
-		r, err := wt.repository(ctx, repo)
-		if err == nil {
-			u.bw, err = r.Blobs(ctx).Create(ctx)
-		}
+	if u.copy == nil {
+		// The copy outlives this request: it keeps the context.
+		c, err := wt.newCopy(context.WithoutCancel(ctx), repo)
 		if err != nil {
 			wt.killLocked(u, "create local upload: "+err.Error())
 			return body
 		}
+		u.copy = c
 	}
 	return &teeBody{ReadCloser: body, wt: wt, u: u}
 }
@@ -279,8 +295,8 @@ func (b *teeBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if n > 0 {
 		b.u.mu.Lock()
-		if !b.u.dead && b.u.bw != nil {
-			if _, werr := b.u.bw.Write(p[:n]); werr != nil {
+		if !b.u.dead && b.u.copy != nil {
+			if _, werr := b.u.copy.Write(p[:n]); werr != nil {
 				b.wt.killLocked(b.u, "local write: "+werr.Error())
 			} else {
 				b.u.written += int64(n)
@@ -324,7 +340,7 @@ func (wt *WriteThrough) commit(ctx context.Context, repo, id, dgst string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	log := wt.log.WithFields(logrus.Fields{"repository": repo, "digest": dgst})
-	if u.dead || u.bw == nil {
+	if u.dead || u.copy == nil {
 		if !u.dead {
 			log.Debug("write-through: empty upload, nothing to cache")
 		}
@@ -337,7 +353,7 @@ func (wt *WriteThrough) commit(ctx context.Context, repo, id, dgst string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, localWriteTimeout)
 	defer cancel()
-	if _, err := u.bw.Commit(ctx, v1.Descriptor{MediaType: octetStream, Digest: d, Size: u.written}); err != nil {
+	if err := u.copy.Commit(ctx, d, u.written); err != nil {
 		wt.killLocked(u, "commit: "+err.Error())
 		return
 	}
@@ -362,9 +378,9 @@ func (wt *WriteThrough) killLocked(u *upload, why string) {
 	if why != "" {
 		wt.log.WithFields(logrus.Fields{"repository": u.repo, "upload": u.id}).Warnf("write-through: not caching this upload: %s", why)
 	}
-	if u.bw != nil {
-		// The writer keeps the context it was created with.
-		if err := u.bw.Cancel(context.Background()); err != nil {
+	if u.copy != nil {
+		// The copy keeps the context it was created with.
+		if err := u.copy.Cancel(context.Background()); err != nil {
 			wt.log.WithError(err).Debug("write-through: cancel local upload")
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/registry/storage"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -25,18 +28,44 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
+	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
 
 // newLocal returns a WriteThrough holding a fresh in-memory local
 // namespace, configured like distribution's in proxy mode.
 func newLocal(t *testing.T, opts ...WriteThroughOption) (*WriteThrough, distribution.Namespace) {
 	t.Helper()
-	ns, err := storage.NewRegistry(t.Context(), inmemory.New(), storage.DisableDigestResumption, storage.EnableDelete)
+	return newLocalOn(t, "inmemory", opts...)
+}
+
+// stores are the two ways a pushed blob enters the cache: distribution's
+// blob writer (any driver; here inmemory), and a spool file the driver
+// adopts (lrufilesystem).
+var stores = []string{"inmemory", lrufs.DriverName}
+
+// newLocalOn is newLocal on the named store.
+func newLocalOn(t *testing.T, store string, opts ...WriteThroughOption) (*WriteThrough, distribution.Namespace) {
+	t.Helper()
+	var d storagedriver.StorageDriver = inmemory.New()
+	if store == lrufs.DriverName {
+		root := t.TempDir()
+		fs, err := lrufs.New(lrufs.Parameters{RootDirectory: filepath.Join(root, "cache")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = fs
+		spool := filepath.Join(root, "spool")
+		if err := os.Mkdir(spool, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, WithWriteThroughSpoolDir(spool))
+	}
+	ns, err := storage.NewRegistry(t.Context(), d, storage.DisableDigestResumption, storage.EnableDelete)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wt := NewWriteThrough(opts...)
-	if _, err := wt.Init(t.Context(), ns, nil, nil); err != nil {
+	if _, err := wt.Init(t.Context(), ns, d, nil); err != nil {
 		t.Fatal(err)
 	}
 	return wt, ns
@@ -69,12 +98,18 @@ func hasBlob(t *testing.T, ns distribution.Namespace, repo string, d digest.Dige
 // in the local store; a DELETE is mirrored.
 func TestWriteThroughPush(t *testing.T) {
 	t.Parallel()
+	for _, store := range stores {
+		t.Run(store, func(t *testing.T) { testWriteThroughPush(t, store) })
+	}
+}
+
+func testWriteThroughPush(t *testing.T, store string) {
 	emu := ecrtest.New(t)
 	user, pw, err := emu.Token()
 	if err != nil {
 		t.Fatal(err)
 	}
-	wt, ns := newLocal(t)
+	wt, ns := newLocalOn(t, store)
 	gw := newGateway(t, emu.RegistryURL(), basicTransport{user, pw}, nil, WithWriteThrough(wt))
 	host := strings.TrimPrefix(gw.URL, "http://")
 
@@ -218,6 +253,12 @@ func checkTag(t *testing.T, ns distribution.Namespace, repo, tag string, m inter
 // the client still gets ECR's answer and nothing is cached.
 func TestWriteThroughNeverFailsThePush(t *testing.T) {
 	t.Parallel()
+	for _, store := range stores {
+		t.Run(store, func(t *testing.T) { testWriteThroughNeverFailsThePush(t, store) })
+	}
+}
+
+func testWriteThroughNeverFailsThePush(t *testing.T, store string) {
 	var uploads atomic.Int32
 	ecr := newScripted(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
@@ -238,7 +279,7 @@ func TestWriteThroughNeverFailsThePush(t *testing.T) {
 			w.WriteHeader(http.StatusCreated)
 		}
 	})
-	wt, ns := newLocal(t)
+	wt, ns := newLocalOn(t, store)
 	gw := newGateway(t, ecr.URL, nil, nil, WithWriteThrough(wt))
 
 	content := "hello, cache"
@@ -277,6 +318,12 @@ func TestWriteThroughNeverFailsThePush(t *testing.T) {
 		}
 		if got := hasBlob(t, ns, repo, tt.dgst); got != tt.wantLocal {
 			t.Errorf("%s: cached = %t, want %t", tt.name, got, tt.wantLocal)
+		}
+	}
+	if wt.spoolDir != "" {
+		// Adopted or discarded: no copy is left behind.
+		if entries, err := os.ReadDir(wt.spoolDir); err != nil || len(entries) != 0 {
+			t.Errorf("spool directory after the uploads: %d files, %v", len(entries), err)
 		}
 	}
 }
@@ -334,12 +381,18 @@ func TestParseRange(t *testing.T) {
 // every later upload.
 func TestWriteThroughConcurrentUploads(t *testing.T) {
 	t.Parallel()
+	for _, store := range stores {
+		t.Run(store, func(t *testing.T) { testWriteThroughConcurrentUploads(t, store) })
+	}
+}
+
+func testWriteThroughConcurrentUploads(t *testing.T, store string) {
 	emu := ecrtest.New(t)
 	user, pw, err := emu.Token()
 	if err != nil {
 		t.Fatal(err)
 	}
-	wt, ns := newLocal(t)
+	wt, ns := newLocalOn(t, store)
 	gw := newGateway(t, emu.RegistryURL(), basicTransport{user, pw}, nil, WithWriteThrough(wt))
 	const workers, each = 32, 4
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

@@ -103,7 +103,12 @@ func serve(ctx context.Context, s *settings) error {
 		return err
 	}
 	// Writes go to ECR through transport, and into the cache.
+	spool, err := spoolDir(s)
+	if err != nil {
+		return err
+	}
 	writeThrough := gateway.NewWriteThrough(
+		gateway.WithWriteThroughSpoolDir(spool),
 		gateway.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
 	clientAuth, err := gateway.AccessControllerFromConfig(s.dist)
 	if err != nil {
