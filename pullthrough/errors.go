@@ -16,6 +16,7 @@ var (
 
 	errTruncated = errors.New("upstream body ended before its announced length")
 	errDigest    = errors.New("upstream body does not match its digest")
+	errStalled   = errors.New("upstream download abandoned")
 )
 
 // upstreamStatusError is a non-success answer of ECR.

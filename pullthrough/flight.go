@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/reference"
@@ -135,11 +136,16 @@ func (f *flight) removeSpool() {
 }
 
 // fetch downloads the blob, then commits it to the local store, detached
-// from every client, bounded by the fetch timeout.
+// from every client. The download is abandoned when it makes no progress
+// for the idle timeout, or outlasts the optional cap.
 func (p *Puller) fetch(ctx context.Context, f *flight, local distribution.BlobStore) {
 	defer p.fetches.Done()
-	ctx, cancel := context.WithTimeout(ctx, p.fetchTimeout)
-	defer cancel()
+	if p.maxFetchTime > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, p.maxFetchTime,
+			fmt.Errorf("%w: downloading for longer than %s", errStalled, p.maxFetchTime))
+		defer cancel()
+	}
 	log := p.log.WithField("digest", f.dgst).WithField("repository", f.name.Name())
 	if err := p.download(ctx, f, local); err != nil {
 		log.WithError(err).Warn("blob download from upstream failed; nothing cached")
@@ -156,6 +162,18 @@ func (p *Puller) fetch(ctx context.Context, f *flight, local distribution.BlobSt
 // download streams the blob into the spool and a local blob writer,
 // checks its length and digest, lets the readers finish, and commits.
 func (p *Puller) download(ctx context.Context, f *flight, local distribution.BlobStore) (err error) {
+	base := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(p.idleTimeout, func() {
+		cancel(fmt.Errorf("%w: no progress for %s", errStalled, p.idleTimeout))
+	})
+	defer idle.Stop()
+	defer func() {
+		if err != nil && context.Cause(ctx) != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.blobURL(f.name, f.dgst.String()), nil)
 	if err != nil {
 		return err
@@ -194,6 +212,7 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 			}
 			_, _ = verifier.Write(buf[:n])
 			written += int64(n)
+			idle.Reset(p.idleTimeout)
 			f.update(func() { f.written = written })
 		}
 		if errors.Is(rerr, io.EOF) {
@@ -214,6 +233,9 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 	// joinable until that is done, and a graceful shutdown waits for it
 	// (Puller.Wait).
 	f.update(func() { f.done = true })
+	idle.Stop()
+	ctx, stop := context.WithTimeout(context.WithoutCancel(base), p.commitTimeout)
+	defer stop()
 	p.keep(ctx, f, local, written)
 	return nil
 }

@@ -25,9 +25,14 @@ const RepositoryMiddleware = "ecr-proxy-pullthrough"
 
 // Defaults of a Puller.
 const (
-	// DefaultFetchTimeout bounds one blob download, as distribution's
-	// proxy.cachewritetimeout does.
-	DefaultFetchTimeout = 5 * time.Minute
+	// DefaultCommitTimeout bounds putting one checked download into the
+	// local store, as distribution's proxy.cachewritetimeout does.
+	DefaultCommitTimeout = 5 * time.Minute
+	// DefaultIdleTimeout is how long a download may go without a byte
+	// from upstream (or without its response) before it is abandoned.
+	// A slow but live download is never cut: a 6 GiB layer at 15 MB/s
+	// takes seven minutes.
+	DefaultIdleTimeout = time.Minute
 	// headCacheTTL is how long an upstream HEAD answer is reused (between
 	// distribution's Stat and ServeBlob of one request, and by concurrent
 	// requests).
@@ -38,13 +43,15 @@ const (
 // Puller is the state shared by the two middlewares: the local namespace,
 // the downloads in flight and recent upstream answers.
 type Puller struct {
-	registry     *url.URL
-	client       *http.Client
-	spoolDir     string
-	fetchTimeout time.Duration
-	tagTTL       time.Duration
-	log          logrus.FieldLogger
-	observer     Observer
+	registry      *url.URL
+	client        *http.Client
+	spoolDir      string
+	commitTimeout time.Duration
+	idleTimeout   time.Duration
+	maxFetchTime  time.Duration // 0: no cap
+	tagTTL        time.Duration
+	log           logrus.FieldLogger
+	observer      Observer
 
 	mu      sync.Mutex
 	local   distribution.Namespace
@@ -82,14 +89,30 @@ type Option func(*Puller)
 // os.TempDir()).
 func WithSpoolDir(dir string) Option { return func(p *Puller) { p.spoolDir = dir } }
 
-// WithFetchTimeout bounds one blob download (DefaultFetchTimeout if not
-// positive).
-func WithFetchTimeout(d time.Duration) Option {
+// WithCommitTimeout bounds putting one checked download into the local
+// store (DefaultCommitTimeout if not positive).
+func WithCommitTimeout(d time.Duration) Option {
 	return func(p *Puller) {
 		if d > 0 {
-			p.fetchTimeout = d
+			p.commitTimeout = d
 		}
 	}
+}
+
+// WithIdleTimeout sets how long a download may make no progress before
+// it is abandoned (DefaultIdleTimeout if not positive).
+func WithIdleTimeout(d time.Duration) Option {
+	return func(p *Puller) {
+		if d > 0 {
+			p.idleTimeout = d
+		}
+	}
+}
+
+// WithMaxFetchTime caps the whole of one download, however steadily it
+// progresses; 0 (the default) sets no cap.
+func WithMaxFetchTime(d time.Duration) Option {
+	return func(p *Puller) { p.maxFetchTime = max(d, 0) }
 }
 
 // WithTagTTL sets the tag revalidation window; 0 (the default) asks ECR
@@ -127,15 +150,16 @@ func New(registryURL string, rt http.RoundTripper, opts ...Option) (*Puller, err
 	discard := logrus.New()
 	discard.Out = io.Discard
 	p := &Puller{
-		registry:     u,
-		client:       &http.Client{Transport: rt},
-		spoolDir:     os.TempDir(),
-		fetchTimeout: DefaultFetchTimeout,
-		log:          discard,
-		observer:     nopObserver{},
-		flights:      map[string]*flight{},
-		headSeen:     map[string]headEntry{},
-		tagChecked:   map[string]time.Time{},
+		registry:      u,
+		client:        &http.Client{Transport: rt},
+		spoolDir:      os.TempDir(),
+		commitTimeout: DefaultCommitTimeout,
+		idleTimeout:   DefaultIdleTimeout,
+		log:           discard,
+		observer:      nopObserver{},
+		flights:       map[string]*flight{},
+		headSeen:      map[string]headEntry{},
+		tagChecked:    map[string]time.Time{},
 	}
 	for _, o := range opts {
 		o(p)

@@ -38,6 +38,11 @@ type ecrSettings struct {
 	// SpoolDir holds blob downloads in flight; default: next to the
 	// cache (filesystem drivers) or the system's temporary directory.
 	SpoolDir string `yaml:"spooldir"`
+	// FetchIdleTimeout abandons a blob download that receives nothing
+	// for this long (default 1m); a slow but live one goes on.
+	FetchIdleTimeout time.Duration `yaml:"fetchidletimeout"`
+	// FetchMaxTime caps a whole blob download; 0 (default) sets no cap.
+	FetchMaxTime time.Duration `yaml:"fetchmaxtime"`
 }
 
 // settings is the whole configuration of the serve command.
@@ -122,6 +127,12 @@ func (s *settings) check(lookup lookupFunc) error {
 	if bd, ok := s.dist.Storage["cache"]["blobdescriptor"]; ok && fmt.Sprint(bd) != "" {
 		return fmt.Errorf("storage.cache.blobdescriptor %q must be unset: blobs leave the cache (eviction, TTL, garbage-collect) "+
 			"behind a descriptor cache's back, and distribution then serves them as empty 200 responses", fmt.Sprint(bd))
+	}
+	if s.ecr.FetchIdleTimeout < 0 {
+		return fmt.Errorf("ecr.fetchidletimeout %q: want a duration of 0 (the default, 1m) or more, such as 2m", s.ecr.FetchIdleTimeout)
+	}
+	if s.ecr.FetchMaxTime < 0 {
+		return fmt.Errorf("ecr.fetchmaxtime %q: want a duration of 0 (no cap) or more, such as 2h", s.ecr.FetchMaxTime)
 	}
 	if s.ecr.TagTTL < 0 {
 		return fmt.Errorf("ecr.tagttl %q: want a duration of 0 or more, such as 5m", s.ecr.TagTTL)

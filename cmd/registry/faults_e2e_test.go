@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -251,19 +252,19 @@ func TestColdHeadAndRange(t *testing.T) {
 }
 
 // TestBrokenUpstreamBodies: a body ECR cuts off, or that stalls past the
-// fetch timeout, is an error for the client, never a complete-looking
+// idle timeout, is an error for the client, never a complete-looking
 // short body; nothing is cached, and the next pull succeeds.
 func TestBrokenUpstreamBodies(t *testing.T) {
 	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
-	p := startProxy(t, emu, proxyOpts{config: proxytest.ConfigOptions{ProxyExtra: []string{"cachewritetimeout: 2s"}}})
+	p := startProxy(t, emu, proxyOpts{config: proxytest.ConfigOptions{ECRExtra: []string{"fetchidletimeout: 2s"}}})
 
 	for i, fault := range []struct {
 		name   string
 		inject func() (undo func())
 	}{
 		{"cut after 1000 bytes", func() func() { emu.CutBlobs(1000); return func() { emu.CutBlobs(-1) } }},
-		{"stalled past the fetch timeout", func() func() { return emu.StallBlobs(1000) }},
+		{"stalled past the idle timeout", func() func() { return emu.StallBlobs(1000) }},
 	} {
 		t.Run(fault.name, func(t *testing.T) {
 			// A blob of its own: the previous case cached its blob.
@@ -452,5 +453,47 @@ func TestBadInputGetsSpecErrors(t *testing.T) {
 	}
 	if n := emu.Count(ecrtest.KindRegistryOther) + emu.Count(ecrtest.KindManifestGET) + emu.Count(ecrtest.KindManifestHEAD); n != 0 {
 		t.Errorf("malformed requests reached ECR: %v", nonZero(emu.Counts()))
+	}
+}
+
+// TestSlowDownloads: a download that keeps receiving bytes is never cut,
+// however long it takes in all (here longer than the idle timeout), and
+// is cached; with ecr.fetchmaxtime set, one that outlasts it fails its
+// clients and caches nothing.
+func TestSlowDownloads(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	for i, tt := range []struct {
+		name     string
+		settings []string
+		wantOK   bool
+	}{
+		{"slow but live", []string{"fetchidletimeout: 1s"}, true},
+		{"over the cap", []string{"fetchidletimeout: 1s", "fetchmaxtime: 1s"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dgst, want := seedLayer(t, emu, fmt.Sprintf("team/slow:%d", i), 192<<10)
+			p := startProxy(t, emu, proxyOpts{config: proxytest.ConfigOptions{ECRExtra: tt.settings}})
+			// About 2.4 s in all, never 200 ms without a byte.
+			emu.PaceBlobs(16<<10, 200*time.Millisecond)
+			resp := getBlob(t, p, "team/slow", dgst)
+			b, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			emu.PaceBlobs(0, 0)
+			if ok := err == nil && bytes.Equal(b, want); ok != tt.wantOK {
+				t.Fatalf("slow download: %d bytes, %v; complete = %t, want %t", len(b), err, ok, tt.wantOK)
+			}
+			before := emu.Count(ecrtest.KindS3GET)
+			resp = getBlob(t, p, "team/slow", dgst)
+			b, err = io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if err != nil || !bytes.Equal(b, want) {
+				t.Fatalf("next pull: %d bytes, %v", len(b), err)
+			}
+			cached := emu.Count(ecrtest.KindS3GET) == before
+			if cached != tt.wantOK {
+				t.Errorf("the slow download was cached = %t, want %t", cached, tt.wantOK)
+			}
+		})
 	}
 }

@@ -23,13 +23,18 @@ func installPullthrough(s *settings, rt http.RoundTripper) (*pullthrough.Puller,
 	if err != nil {
 		return nil, err
 	}
-	var timeout = pullthrough.DefaultFetchTimeout
+	// proxy.cachewritetimeout bounds the local commit, as in
+	// distribution; downloads are bounded by progress (ecr.fetchidletimeout)
+	// and optionally in total (ecr.fetchmaxtime).
+	var commitTimeout = pullthrough.DefaultCommitTimeout
 	if t := s.dist.Proxy.CacheWriteTimeout; t != nil && *t > 0 {
-		timeout = *t
+		commitTimeout = *t
 	}
 	p, err := pullthrough.New(s.dist.Proxy.RemoteURL, rt,
 		pullthrough.WithSpoolDir(spool),
-		pullthrough.WithFetchTimeout(timeout),
+		pullthrough.WithCommitTimeout(commitTimeout),
+		pullthrough.WithIdleTimeout(s.ecr.FetchIdleTimeout),
+		pullthrough.WithMaxFetchTime(s.ecr.FetchMaxTime),
 		pullthrough.WithTagTTL(s.ecr.TagTTL),
 		pullthrough.WithObserver(ecrmetrics.SingleflightObserver{}),
 		pullthrough.WithLogger(logrus.StandardLogger().WithField("component", "pullthrough")))

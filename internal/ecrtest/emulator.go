@@ -50,8 +50,11 @@ type Emulator struct {
 	denyWebIdentity int
 	failRegistry    int
 	failStatus      int
+	refuseTokens    int // RefuseTokens: 0, 401 or 403
 	cutAfter        int64
 	corruptAt       int64
+	paceBytes       int64 // PaceBlobs: bytes per tick; 0: full speed
+	paceEvery       time.Duration
 	stall           *stallState
 	closing         chan struct{}
 }

@@ -3,6 +3,7 @@ package ecrtest
 import (
 	"errors"
 	"sync"
+	"time"
 )
 
 // stallState describes an active StallBlobs.
@@ -62,6 +63,15 @@ func (e *Emulator) CorruptBlobs(atByte int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.corruptAt = atByte
+}
+
+// PaceBlobs makes S3 send blob bodies n bytes at a time, one write every
+// interval: a slow but steady upstream. n of 0 or less sends at full
+// speed.
+func (e *Emulator) PaceBlobs(n int64, every time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.paceBytes, e.paceEvery = n, every
 }
 
 // StallBlobs makes S3 blob bodies stop after afterBytes bytes until release

@@ -83,6 +83,7 @@ func (e *Emulator) serveS3(w http.ResponseWriter, r *http.Request) {
 	p, ok := e.presigned[r.URL.Query().Get("X-Amz-Signature")]
 	now := e.cfg.clock()
 	cutAfter, corruptAt, stall := e.cutAfter, e.corruptAt, e.stall
+	pace := pacing{bytes: e.paceBytes, every: e.paceEvery}
 	e.mu.Unlock()
 	if !ok || p.path != r.URL.Path {
 		writeS3Error(w, http.StatusForbidden, s3Error{Code: "AccessDenied", Message: "Access Denied"})
@@ -105,18 +106,19 @@ func (e *Emulator) serveS3(w http.ResponseWriter, r *http.Request) {
 			inner.Header.Set(h, v)
 		}
 	}
-	bw := &blobWriter{ResponseWriter: w, ctx: r.Context(), closing: e.closing, cutAfter: cutAfter, corruptAt: corruptAt, stall: stall}
+	bw := &blobWriter{ResponseWriter: w, ctx: r.Context(), closing: e.closing, cutAfter: cutAfter, corruptAt: corruptAt, stall: stall, pace: pace}
 	e.backing.ServeHTTP(bw, inner)
 }
 
 // blobWriter turns the registry's blob response into an S3 one and applies
-// CutBlobs, CorruptBlobs and StallBlobs.
+// CutBlobs, CorruptBlobs, PaceBlobs and StallBlobs.
 type blobWriter struct {
 	http.ResponseWriter
 	ctx         context.Context
 	closing     <-chan struct{}
 	cutAfter    int64
 	corruptAt   int64
+	pace        pacing
 	stall       *stallState
 	written     int64
 	wroteHeader bool
@@ -176,8 +178,44 @@ func (b *blobWriter) Write(p []byte) (int, error) {
 		}
 		return total, errBodyCut
 	}
-	n, err := b.write(p)
+	n, err := b.paced(p)
 	return total + n, err
+}
+
+// paced writes p at most pace.bytes at a time, one write per pace.every,
+// flushing each: a slow but steady body.
+func (b *blobWriter) paced(p []byte) (int, error) {
+	if b.pace.bytes <= 0 {
+		return b.write(p)
+	}
+	total := 0
+	for len(p) > 0 {
+		k := min(int64(len(p)), b.pace.bytes)
+		n, err := b.write(p[:k])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		_ = http.NewResponseController(b.ResponseWriter).Flush()
+		p = p[k:]
+		t := time.NewTimer(b.pace.every)
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			t.Stop()
+			return total, fmt.Errorf("paced blob: %w", b.ctx.Err())
+		case <-b.closing:
+			t.Stop()
+			return total, ErrClosed
+		}
+	}
+	return total, nil
+}
+
+// pacing is an active PaceBlobs.
+type pacing struct {
+	bytes int64
+	every time.Duration
 }
 
 func (b *blobWriter) write(p []byte) (int, error) {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // ConfigOptions fill the proxy configuration written by WriteConfig.
@@ -26,8 +27,13 @@ type ConfigOptions struct {
 	// LogLevel is log.level; default info.
 	LogLevel string
 	// ProxyExtra and ECRExtra are "key: value" lines added to the proxy
-	// and ecr sections, such as "cachewritetimeout: 2s" or "tagttl: 1h".
+	// and ecr sections, such as "cachewritetimeout: 2s" or "fetchidletimeout: 2s".
 	ProxyExtra, ECRExtra []string
+	// HTTPExtra are "key: value" lines added to the http section, such as
+	// "idletimeout: 1s" or "maxconnections: 8".
+	HTTPExtra []string
+	// DrainTimeout is http.draintimeout; default 30s.
+	DrainTimeout time.Duration
 }
 
 // WriteConfig writes a proxy configuration into dir and returns its path.
@@ -55,6 +61,14 @@ func WriteConfig(dir string, o ConfigOptions) (string, error) {
 	if ecr != "" {
 		ecr = "ecr:\n" + ecr
 	}
+	drain := o.DrainTimeout
+	if drain == 0 {
+		drain = 30 * time.Second
+	}
+	httpExtra := ""
+	for _, l := range o.HTTPExtra {
+		httpExtra += "  " + l + "\n"
+	}
 	proxyExtra := ""
 	for _, l := range o.ProxyExtra {
 		proxyExtra += "  " + l + "\n"
@@ -75,14 +89,14 @@ storage:
       enabled: false
 http:
   addr: 127.0.0.1:0
-  draintimeout: 30s
-  debug:
+  draintimeout: %v
+%s  debug:
     addr: 127.0.0.1:0
     prometheus:
       enabled: true
 proxy:
   remoteurl: %s
-%s%s%s`, level, driver, o.RootDirectory, params.String(), o.RemoteURL, proxyExtra, ecr, o.Extra)
+%s%s%s`, level, driver, o.RootDirectory, params.String(), drain, httpExtra, o.RemoteURL, proxyExtra, ecr, o.Extra)
 	path := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		return "", fmt.Errorf("write proxy config: %w", err)
