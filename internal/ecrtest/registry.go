@@ -24,7 +24,7 @@ func (e *Emulator) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		writeRegistryFault(w, status)
 		return
 	}
-	switch e.authenticate(r) {
+	switch e.refusal(e.authenticate(r)) {
 	case tokenUnknown:
 		writeChallenge(w, r)
 		return
