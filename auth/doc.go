@@ -22,8 +22,9 @@
 //     and only there, so that the 307 redirects ECR answers blob GETs
 //     with reach the presigned S3 URL without it (S3 refuses a request
 //     carrying both a signature and an Authorization header). When the
-//     registry answers 401, or 403 for an expired token, it drops the
-//     token, mints once and replays the request when the body allows.
+//     registry answers 401, or 403 for an expired token (any 403 to a
+//     HEAD, whose answer has no body to say why), it drops the token,
+//     mints once and replays the request when the body allows.
 //
 // # How this meets distribution's proxy
 //

@@ -115,7 +115,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := t.send(req, tok)
-	if err != nil || !RefusedToken(resp) {
+	if err != nil || !refused(req, resp) {
 		return resp, err
 	}
 	t.tokens.Invalidate(tok)
@@ -162,13 +162,20 @@ func canonicalHost(u *url.URL) string {
 
 // RefusedToken reports whether an answer of the ECR registry refuses the
 // token it was sent with: 401, or 403 for an expired token. Other 403s (an
-// IAM policy denying a repository) do not. The part of the body read to
-// tell is put back, so resp can still be passed on.
+// IAM policy denying a repository) do not. An answer to a HEAD (as
+// resp.Request says) has no body to tell them apart, so there every 403
+// counts as a refusal: one needless re-mint for a denied repository costs
+// less than a HEAD that fails until some GET happens to renew the token.
+// The part of the body read to tell is put back, so resp can still be
+// passed on.
 func RefusedToken(resp *http.Response) bool {
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
 		return true
 	case http.StatusForbidden:
+		if resp.Request != nil && resp.Request.Method == http.MethodHead {
+			return true
+		}
 		peek, err := io.ReadAll(io.LimitReader(resp.Body, maxPeek))
 		resp.Body = readCloser{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
 		if err != nil {
@@ -179,6 +186,15 @@ func RefusedToken(resp *http.Response) bool {
 	default:
 		return false
 	}
+}
+
+// refused is RefusedToken for the answer to req, which need not be
+// resp.Request: a base RoundTripper may leave that unset.
+func refused(req *http.Request, resp *http.Response) bool {
+	if req.Method == http.MethodHead && resp.StatusCode == http.StatusForbidden {
+		return true
+	}
+	return RefusedToken(resp)
 }
 
 // isVersionCheck reports whether req is an anonymous GET /v2/.

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
 )
 
 // fakeRegistry is ECR's registry at its wire protocol: it accepts the
@@ -299,6 +301,58 @@ func TestNewTransportRejectsBadURLs(t *testing.T) {
 	for _, u := range []string{"", "ftp://x", "https://", "::"} {
 		if _, err := NewTransport(u, s); err == nil {
 			t.Errorf("NewTransport(%q) succeeded", u)
+		}
+	}
+}
+
+// TestTransportRemintsOnHEADRefusal: a HEAD has no body to say why ECR
+// refused it, so a 401 or 403 to a HEAD is taken as a refusal of the
+// token: the Transport mints once and replays the HEAD, as it does for a
+// GET whose body says the token expired. Real emulator, SDK and loopback.
+func TestTransportRemintsOnHEADRefusal(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		refuse func(*ecrtest.Emulator)
+	}{
+		{"expired (403, no body)", (*ecrtest.Emulator).ExpireTokens},
+		{"revoked (401)", (*ecrtest.Emulator).RevokeTokens},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			emu := newEmulator(t)
+			dgst := seedBlob(t, emu, "team/app:1")
+			e := newEmulated(t.Context(), t, emu, nil)
+			if code, _ := e.do(t.Context(), t, http.MethodHead, "/v2/team/app/blobs/"+dgst); code != http.StatusOK {
+				t.Fatalf("HEAD with a fresh token = %d, want 200", code)
+			}
+			tt.refuse(emu)
+			if code, _ := e.do(t.Context(), t, http.MethodHead, "/v2/team/app/blobs/"+dgst); code != http.StatusOK {
+				t.Errorf("HEAD after ECR refused the token = %d, want 200 after one re-mint", code)
+			}
+			if code, _ := e.do(t.Context(), t, http.MethodHead, "/v2/team/app/blobs/"+dgst); code != http.StatusOK {
+				t.Errorf("HEAD with the new token = %d, want 200", code)
+			}
+			if n := e.mints(); n != 2 {
+				t.Errorf("mints = %d, want 2 (the first and one re-mint)", n)
+			}
+		})
+	}
+}
+
+func TestRefusedTokenOnHEAD(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		method string
+		status int
+		want   bool
+	}{
+		{http.MethodHead, http.StatusForbidden, true},
+		{http.MethodHead, http.StatusUnauthorized, true},
+		{http.MethodHead, http.StatusNotFound, false},
+		{http.MethodGet, http.StatusForbidden, false}, // a body without "expired": an IAM denial
+	} {
+		resp := &http.Response{StatusCode: tt.status, Body: http.NoBody, Request: &http.Request{Method: tt.method}}
+		if got := RefusedToken(resp); got != tt.want {
+			t.Errorf("RefusedToken(%s answered %d) = %t, want %t", tt.method, tt.status, got, tt.want)
 		}
 	}
 }
