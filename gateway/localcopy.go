@@ -12,6 +12,10 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
+// SpoolPattern names the spool files of pushed blobs (os.CreateTemp's
+// pattern), so that those a killed process left can be found and removed.
+const SpoolPattern = "ecr-proxy-push-*"
+
 // localCopy is the cache's copy of one upload, written as the bytes
 // stream to ECR.
 type localCopy interface {
@@ -41,7 +45,7 @@ func (wt *WriteThrough) newCopy(ctx context.Context, repo string) (localCopy, er
 		return nil, errNoNamespace
 	}
 	if local.files != nil && wt.spoolDir != "" {
-		f, err := os.CreateTemp(wt.spoolDir, "ecr-proxy-push-*")
+		f, err := os.CreateTemp(wt.spoolDir, SpoolPattern)
 		if err != nil {
 			return nil, fmt.Errorf("create push spool: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/distribution/distribution/v3"
@@ -194,7 +195,7 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 		size = resp.ContentLength
 	}
 
-	spool, err := os.CreateTemp(p.spoolDir, "ecr-proxy-blob-*")
+	spool, err := os.CreateTemp(p.spoolDir, SpoolPattern)
 	if err != nil {
 		return fmt.Errorf("create spool: %w", err)
 	}
@@ -242,7 +243,10 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 
 // keep puts a checked download into the cache: the cache driver adopts
 // the spool file when it can (one write and one hash in all), else it is
-// copied through distribution's blob writer.
+// copied through distribution's blob writer. A download the driver
+// refuses for another reason than the spool being on another filesystem
+// (larger than the bound, disk full) is not copied either: it would fail
+// the same way, and leave distribution's upload files behind.
 func (p *Puller) keep(ctx context.Context, f *flight, local distribution.BlobStore, size int64) {
 	log := p.log.WithField("digest", f.dgst)
 	if a := p.adopter(); a != nil {
@@ -253,7 +257,11 @@ func (p *Puller) keep(ctx context.Context, f *flight, local distribution.BlobSto
 			p.mu.Unlock()
 			return
 		}
-		log.WithError(err).Debug("the cache did not adopt the download; copying it")
+		if !errors.Is(err, syscall.EXDEV) {
+			log.WithError(err).Warn("cannot cache blob")
+			return
+		}
+		log.WithError(err).Debug("the spool is on another filesystem than the cache; copying the download")
 	}
 	if err := p.commit(ctx, local, f.spool, f.dgst, size); err != nil {
 		log.WithError(err).Warn("cannot cache blob")

@@ -23,6 +23,10 @@ import (
 // [Puller.InitRepository] as a distribution repository middleware.
 const RepositoryMiddleware = "ecr-proxy-pullthrough"
 
+// SpoolPattern names the spool files of downloads (os.CreateTemp's
+// pattern), so that those a killed process left can be found and removed.
+const SpoolPattern = "ecr-proxy-blob-*"
+
 // Defaults of a Puller.
 const (
 	// DefaultCommitTimeout bounds putting one checked download into the

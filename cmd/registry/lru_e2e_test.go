@@ -455,3 +455,73 @@ func TestLRURestartKeepsOrder(t *testing.T) {
 		t.Errorf("pull %s after D: no blob GET from ECR, want a refetch of the evicted blobs", b.ref)
 	}
 }
+
+// leftovers lists what lies outside the cache's bound: spool files and
+// upload directories.
+func (c *lruCache) leftovers(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	spools, err := os.ReadDir(filepath.Join(c.dir, "ecr-proxy-spool"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, s := range spools {
+		out = append(out, "spool "+s.Name())
+	}
+	err = filepath.WalkDir(filepath.Join(c.dir, "docker", "registry", "v2", "repositories"), func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && filepath.Base(filepath.Dir(p)) == "_uploads" {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestNothingLeftOutsideTheBound: pulls of a blob larger than maxsize
+// stream it to the client and leave no file behind; spool files and
+// uploads a killed process left are removed when the proxy starts.
+func TestNothingLeftOutsideTheBound(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	dgst, want := seedLayer(t, emu, "team/big:1", 2*mib)
+	c := newLRUCache(t, emu, "1m")
+	p := c.start(t)
+	for i := range 3 {
+		resp := getBlob(t, p, "team/big", dgst)
+		b, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || !bytes.Equal(b, want) {
+			t.Fatalf("pull %d of a blob larger than maxsize: %d bytes, %v", i, len(b), err)
+		}
+	}
+	stop(t, p) // waits for the downloads to be given up
+	if left := c.leftovers(t); len(left) != 0 {
+		t.Errorf("after pulls of a blob over the bound: %v", left)
+	}
+
+	// What a kill -9 mid-download and mid-push leaves.
+	spool := filepath.Join(c.dir, "ecr-proxy-spool")
+	upload := filepath.Join(c.dir, "docker", "registry", "v2", "repositories", "team", "big", "_uploads", "0b1c")
+	for _, f := range []string{filepath.Join(spool, "ecr-proxy-blob-123"), filepath.Join(spool, "ecr-proxy-push-456"), filepath.Join(upload, "data")} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := filepath.Join(spool, "not-ours")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.start(t)
+	if left := c.leftovers(t); len(left) != 1 || left[0] != "spool not-ours" {
+		t.Errorf("after a restart: %v, want only the file that is not the proxy's", left)
+	}
+}

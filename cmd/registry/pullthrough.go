@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +13,7 @@ import (
 	repositorymiddleware "github.com/distribution/distribution/v3/registry/middleware/repository"
 	"github.com/sirupsen/logrus"
 
+	"github.com/ecr-proxy/ecr-proxy/gateway"
 	ecrmetrics "github.com/ecr-proxy/ecr-proxy/metrics"
 	"github.com/ecr-proxy/ecr-proxy/pullthrough"
 )
@@ -18,11 +22,7 @@ import (
 // distribution (once per process) and names it in the configuration; its
 // InitRegistry still has to be given the local namespace
 // (installLocalNamespace).
-func installPullthrough(s *settings, rt http.RoundTripper) (*pullthrough.Puller, error) {
-	spool, err := spoolDir(s)
-	if err != nil {
-		return nil, err
-	}
+func installPullthrough(s *settings, rt http.RoundTripper, spool string) (*pullthrough.Puller, error) {
 	// proxy.cachewritetimeout bounds the local commit, as in
 	// distribution; downloads are bounded by progress (ecr.fetchidletimeout)
 	// and optionally in total (ecr.fetchmaxtime).
@@ -70,4 +70,50 @@ func spoolDir(s *settings) (string, error) {
 		return "", fmt.Errorf("ecr.spooldir %q: %w", dir, err)
 	}
 	return dir, nil
+}
+
+// removeSpools deletes the spool files a previous run left (killed, or
+// crashed, mid-download): only this program's, as the spool directory
+// may be the system's temporary one.
+func removeSpools(dir string) (int, error) {
+	n := 0
+	for _, pattern := range []string{pullthrough.SpoolPattern, gateway.SpoolPattern} {
+		files, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return n, err
+		}
+		for _, f := range files {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// uploadRemover is a cache driver that can delete leftover uploads
+// (lrufs.Driver).
+type uploadRemover interface {
+	RemoveUploads(ctx context.Context) (int, error)
+}
+
+// removeLeftovers deletes, before the proxy takes requests, what a
+// previous run left outside the cache's bound: spool files and
+// distribution's upload directories.
+func removeLeftovers(ctx context.Context, log logrus.FieldLogger, spool string, cache any) {
+	if n, err := removeSpools(spool); err != nil {
+		log.WithError(err).Warn("cannot remove leftover spool files")
+	} else if n > 0 {
+		log.WithField("files", n).Info("removed spool files left by a previous run")
+	}
+	r, ok := cache.(uploadRemover)
+	if !ok {
+		return
+	}
+	if n, err := r.RemoveUploads(ctx); err != nil {
+		log.WithError(err).Warn("cannot remove leftover uploads")
+	} else if n > 0 {
+		log.WithField("uploads", n).Info("removed uploads left by a previous run")
+	}
 }

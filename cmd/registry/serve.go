@@ -98,15 +98,15 @@ func serve(ctx context.Context, s *settings) error {
 	// Pulls of blobs and tags: distribution's proxy, wrapped by the
 	// pullthrough middleware (single download per blob shared by its
 	// clients, HEAD and Range without waste, honest upstream errors).
-	puller, err := installPullthrough(s, transport)
-	if err != nil {
-		return err
-	}
-	// Writes go to ECR through transport, and into the cache.
 	spool, err := spoolDir(s)
 	if err != nil {
 		return err
 	}
+	puller, err := installPullthrough(s, transport, spool)
+	if err != nil {
+		return err
+	}
+	// Writes go to ECR through transport, and into the cache.
 	writeThrough := gateway.NewWriteThrough(
 		gateway.WithWriteThroughSpoolDir(spool),
 		gateway.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
@@ -120,8 +120,12 @@ func serve(ctx context.Context, s *settings) error {
 	}
 	// Both read and write the cache directly; the gateway serves blob hits
 	// from the cache's files when its driver can open them.
-	var files gateway.BlobFiles
+	var (
+		cache storagedriver.StorageDriver
+		files gateway.BlobFiles
+	)
 	takeFiles := func(_ context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
+		cache = d
 		files, _ = d.(gateway.BlobFiles)
 		return ns, nil
 	}
@@ -159,6 +163,7 @@ func serve(ctx context.Context, s *settings) error {
 	for _, note := range s.notes {
 		log.Info(note)
 	}
+	removeLeftovers(ctx, log, spool, cache)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

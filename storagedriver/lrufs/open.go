@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -112,4 +113,55 @@ func (d *Driver) adoptData(ctx context.Context, k blobKey, file, data string, si
 	}
 	d.idx.insert(ctx, k, size)
 	return nil
+}
+
+// RemoveUploads deletes what distribution's uploads left in the
+// repositories' _uploads directories: an upload that failed after its
+// writer committed (distribution's Cancel then returns early), or that a
+// crash or a kill cut short. Only the serve command calls it, at start,
+// before it takes requests (garbage-collect may run beside a serving
+// proxy). It returns how many uploads it removed.
+func (d *Driver) RemoveUploads(ctx context.Context) (int, error) {
+	removed := 0
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if !e.IsDir() {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			switch {
+			case e.Name() == "_uploads":
+				ups, err := os.ReadDir(p)
+				if err != nil {
+					return err
+				}
+				for _, u := range ups {
+					if err := os.RemoveAll(filepath.Join(p, u.Name())); err != nil {
+						return err
+					}
+					removed++
+				}
+			case strings.HasPrefix(e.Name(), "_"):
+				// _layers, _manifests: links, never uploads.
+			default:
+				if err := walk(p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	err := walk(d.idx.fullPath(repositoriesRoot))
+	return removed, err
 }
