@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"testing"
+	"testing/synctest"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -69,6 +70,25 @@ func newEmulated(ctx context.Context, t *testing.T, emu *ecrtest.Emulator, base 
 		t.Fatalf("NewTransport: %v", err)
 	}
 	return &emulated{emu: emu, src: src, tr: tr, client: &http.Client{Transport: tr}}
+}
+
+// startRun runs the TokenSource's Run in the background of a synctest
+// bubble until the returned stop is called. stop cancels Run, waits for it
+// to return and for a mint it leaves behind (mints are detached from
+// their callers) to end, so that the in-memory network can be closed
+// under nobody.
+func (e *emulated) startRun(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.src.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+		synctest.Wait()
+	}
 }
 
 // do sends one request to the registry through the Transport and returns

@@ -20,8 +20,15 @@ const (
 	// seed proxy's RENEW_INTERVAL_HOURS default.
 	DefaultRenewInterval = 6 * time.Hour
 	// defaultMinValidity is how much lifetime a token must have left to be
-	// handed out without first trying to mint a fresh one.
+	// handed out without first trying to mint a fresh one; a token that
+	// lives less than four times this must have a quarter of its lifetime
+	// left.
 	defaultMinValidity = 5 * time.Minute
+	// minRenewPeriod is the shortest time a token is used before Run
+	// renews it, and before Token mints again on demand: however short a
+	// token's lifetime looks (a clock ahead of ECR's can make it seem
+	// over at once), mints do not follow each other faster than this.
+	minRenewPeriod = 5 * time.Second
 	// defaultMintTimeout bounds one mint, retries of the SDK included.
 	defaultMintTimeout = time.Minute
 	// Retry of a failed background renewal: doubling from the first, up to
@@ -106,12 +113,14 @@ func NewTokenSource(api ECRAPI, opts ...TokenSourceOption) (*TokenSource, error)
 }
 
 // Token returns the current token, minting one first when there is none or
-// when it is about to expire. If that mint fails while the current token
-// is still valid, the current token is returned.
+// when it is about to expire: when less than five minutes of it are left,
+// or less than a quarter of its lifetime for a token that lives less than
+// twenty minutes (with Run, tokens are renewed before that). A token minted
+// less than five seconds ago is returned as it is. If that mint fails while
+// the current token is still valid, the current token is returned.
 func (s *TokenSource) Token(ctx context.Context) (Token, error) {
 	cur := s.current()
-	now := time.Now()
-	if cur != nil && now.Before(cur.ExpiresAt.Add(-s.minValidity)) {
+	if cur != nil && !s.dueOnDemand(cur, time.Now()) {
 		return *cur, nil
 	}
 	t, err := s.mint(ctx)
@@ -122,6 +131,18 @@ func (s *TokenSource) Token(ctx context.Context) (Token, error) {
 		return Token{}, err
 	}
 	return t, nil
+}
+
+// dueOnDemand reports whether Token must mint before it hands out cur at
+// now: less than minValidity of cur is left, or less than a quarter of its
+// lifetime when that is shorter, so that a short-lived token is renewed
+// once in a while and not by every request.
+func (s *TokenSource) dueOnDemand(cur *Token, now time.Time) bool {
+	if now.Sub(cur.MintedAt) < minRenewPeriod {
+		return false
+	}
+	margin := min(s.minValidity, cur.ExpiresAt.Sub(cur.MintedAt)/4)
+	return !now.Before(cur.ExpiresAt.Add(-margin))
 }
 
 // Invalidate drops t if it is still the current token, so that the next
@@ -138,7 +159,8 @@ func (s *TokenSource) Invalidate(t Token) {
 // Run renews the token in the background until ctx ends: at once when
 // there is none, then before each token reaches the renew interval or half
 // of its lifetime, whichever comes first, less a random jitter of up to a
-// tenth, so that replicas spread their calls. A failed renewal keeps the
+// tenth, so that replicas spread their calls (and never sooner than 5 s
+// after the token was minted). A failed renewal keeps the
 // current token and is retried with exponential backoff. Run returns
 // ctx.Err().
 func (s *TokenSource) Run(ctx context.Context) error {
@@ -177,6 +199,7 @@ func (s *TokenSource) untilRenewal(now time.Time) time.Duration {
 	}
 	period := min(s.renewInterval, cur.ExpiresAt.Sub(cur.MintedAt)/2)
 	period -= time.Duration(rand.Float64() * float64(period) / 10) //nolint:gosec // jitter, not a secret
+	period = max(period, minRenewPeriod)
 	return cur.MintedAt.Add(period).Sub(now)
 }
 
