@@ -51,7 +51,7 @@ func run() error {
 		parallel = flag.Int("parallel", 3, "layers a client downloads at once (docker's default is 3)")
 		out      = flag.String("out", "", "write the Markdown report to this file as well as stdout (e.g. bench/RESULTS.md)")
 		nginx    = flag.String("nginx", "nginx", "nginx binary; empty to leave nginx out")
-		only     = flag.String("systems", "ecr-proxy,ecr-proxy+tagttl,distribution,nginx", "comma-separated systems to compare with direct")
+		only     = flag.String("systems", "ecr-proxy,ecr-proxy+tagttl,distribution,nginx,floor", "comma-separated systems to compare with direct")
 		ecrBin   = flag.String("ecr-proxy-bin", "", "use this ecr-proxy binary instead of building ./cmd/registry")
 		pushSize = flag.Int64("push-layer-size", 64<<20, "layer size of the 4-layer pushed image, bytes")
 	)
@@ -103,7 +103,7 @@ func run() error {
 	}
 
 	fmt.Fprintln(os.Stderr, "building ecr-proxy and distproxy…")
-	if l.ecrBin, l.distBin, err = buildBinaries(ctx, tmp, *ecrBin); err != nil {
+	if l.ecrBin, l.distBin, l.floorBin, err = buildBinaries(ctx, tmp, *ecrBin); err != nil {
 		return err
 	}
 	l.emu, err = ecrtest.Start(ecrtest.WithS3Addr("127.0.0.1:0"), ecrtest.WithS3URLHost(s3Host))

@@ -29,10 +29,15 @@ const (
 	sysECRTTL = "ecr-proxy+tagttl" // with a 1 h tag revalidation window
 	sysDist   = "distribution"
 	sysNginx  = "nginx"
+	sysFloor  = "floor" // the least a verifying cache does (bench/cmd/floor)
 )
 
-// distProxyPackage is distribution's own registry, built for the benchmark.
-const distProxyPackage = "github.com/ecr-proxy/ecr-proxy/bench/cmd/distproxy"
+// distProxyPackage is distribution's own registry, built for the benchmark;
+// floorPackage the minimal verifying cache.
+const (
+	distProxyPackage = "github.com/ecr-proxy/ecr-proxy/bench/cmd/distproxy"
+	floorPackage     = "github.com/ecr-proxy/ecr-proxy/bench/cmd/floor"
+)
 
 //go:embed nginx.conf.tmpl
 var nginxConfTemplate string
@@ -66,12 +71,13 @@ type lab struct {
 	tmp      string // parent of every instance's directory
 	ecrBin   string // ecr-proxy (cmd/registry)
 	distBin  string // bench/cmd/distproxy
+	floorBin string // bench/cmd/floor
 	nginxBin string // "" when nginx is not used
 }
 
-// buildBinaries compiles ecr-proxy (unless prebuilt names a binary) and
-// distproxy into dir.
-func buildBinaries(ctx context.Context, dir, prebuilt string) (ecrBin, distBin string, err error) {
+// buildBinaries compiles ecr-proxy (unless prebuilt names a binary),
+// distproxy and floor into dir.
+func buildBinaries(ctx context.Context, dir, prebuilt string) (ecrBin, distBin, floorBin string, err error) {
 	ecrBin = prebuilt
 	if ecrBin == "" {
 		ecrBin, err = proxytest.Build(ctx, dir)
@@ -79,16 +85,18 @@ func buildBinaries(ctx context.Context, dir, prebuilt string) (ecrBin, distBin s
 		ecrBin, err = filepath.Abs(ecrBin)
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("build ecr-proxy: %w", err)
+		return "", "", "", fmt.Errorf("build ecr-proxy: %w", err)
 	}
-	distBin = filepath.Join(dir, "distproxy")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", distBin, distProxyPackage)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("build %s: %w\n%s", distProxyPackage, err, out.String())
+	distBin, floorBin = filepath.Join(dir, "distproxy"), filepath.Join(dir, "floor")
+	for pkg, bin := range map[string]string{distProxyPackage: distBin, floorPackage: floorBin} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return "", "", "", fmt.Errorf("build %s: %w\n%s", pkg, err, out.String())
+		}
 	}
-	return ecrBin, distBin, nil
+	return ecrBin, distBin, floorBin, nil
 }
 
 // systems returns the systems named in names (direct always comes first).
@@ -98,12 +106,13 @@ func (l *lab) systems(names []string) ([]system, error) {
 		sysECRTTL: l.startECRProxyTagTTL,
 		sysDist:   l.startDistProxy,
 		sysNginx:  l.startNginx,
+		sysFloor:  l.startFloor,
 	}
 	out := []system{{name: sysDirect, start: l.startDirect}}
 	for _, n := range names {
 		start, ok := all[n]
 		if !ok {
-			return nil, fmt.Errorf("unknown system %q: want %s, %s, %s or %s", n, sysECR, sysECRTTL, sysDist, sysNginx)
+			return nil, fmt.Errorf("unknown system %q: want %s, %s, %s, %s or %s", n, sysECR, sysECRTTL, sysDist, sysNginx, sysFloor)
 		}
 		if n == sysNginx && l.nginxBin == "" {
 			continue
@@ -209,9 +218,26 @@ func (l *lab) startDistProxy(ctx context.Context) (*instance, error) {
 	return l.startGoProxy(ctx, l.distBin, dir, cfg, hermeticEnv(dir))
 }
 
+// startFloor runs the minimal verifying cache with a token minted from
+// the emulator.
+func (l *lab) startFloor(ctx context.Context) (*instance, error) {
+	dir, err := os.MkdirTemp(l.tmp, "floor-")
+	if err != nil {
+		return nil, fmt.Errorf("create floor directory: %w", err)
+	}
+	args := []string{"-upstream", l.emu.RegistryURL(), "-user", l.user, "-password", l.password, "-dir", filepath.Join(dir, "cache")}
+	return l.startChild(ctx, l.floorBin, dir, args, hermeticEnv(dir))
+}
+
 // startGoProxy runs "bin serve cfg" as a child and finds its process.
 func (l *lab) startGoProxy(ctx context.Context, bin, dir, cfg string, env []string) (*instance, error) {
-	p, err := proxytest.Start(ctx, proxytest.Config{Binary: bin, Args: []string{"serve", cfg}, Env: env})
+	return l.startChild(ctx, bin, dir, []string{"serve", cfg}, env)
+}
+
+// startChild runs bin with args as a child that logs where it listens,
+// and finds its process.
+func (l *lab) startChild(ctx context.Context, bin, dir string, args, env []string) (*instance, error) {
+	p, err := proxytest.Start(ctx, proxytest.Config{Binary: bin, Args: args, Env: env})
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("start %s: %w", filepath.Base(bin), err), os.RemoveAll(dir))
 	}
