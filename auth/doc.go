@@ -24,7 +24,10 @@
 //     carrying both a signature and an Authorization header). When the
 //     registry answers 401, or 403 for an expired token (any 403 to a
 //     HEAD, whose answer has no body to say why), it drops the token,
-//     mints once and replays the request when the body allows.
+//     mints once and replays the request when the body allows. When the
+//     registry refuses the new token too, callers get its refusal at once
+//     and tokens are minted at most every five seconds while the
+//     refusals go on, not once for each request.
 //
 // # How this meets distribution's proxy
 //

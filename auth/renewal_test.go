@@ -2,9 +2,13 @@ package auth
 
 import (
 	"net/http"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
 )
@@ -95,4 +99,110 @@ func TestSkewedClockDoesNotCauseMintStorm(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestRefusingRegistryBacksOffMints (issue 14, item 4): when ECR refuses
+// a token it has just issued, minting another for each request (20
+// requests gave 21 mints) only hammers GetAuthorizationToken. While the
+// refusals go on, at most one mint per refusalBackoff; every client gets
+// ECR's refusal at once (no waiting for the backoff), the log says what
+// happens once, and the first request after ECR relents succeeds.
+func TestRefusingRegistryBacksOffMints(t *testing.T) {
+	emu := newEmulator(t)
+	dgst := seedBlob(t, emu, "team/app:1")
+	for _, tt := range []struct {
+		name   string
+		status int
+		method string
+	}{
+		{"401 on GET", http.StatusUnauthorized, http.MethodGet},
+		{"403 expired on GET", http.StatusForbidden, http.MethodGet},
+		{"403 on HEAD", http.StatusForbidden, http.MethodHead},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				m := emu.InMemory()
+				defer m.Close()
+				logger, logs := logtest.NewNullLogger()
+				e := newEmulated(t.Context(), t, emu, m.Transport(), WithLogger(logger))
+				path := "/v2/team/app/blobs/" + dgst
+				emu.ResetCounts()
+				if code, _ := e.do(t.Context(), t, tt.method, path); code != http.StatusOK {
+					t.Fatalf("first %s = %d, want 200", tt.method, code)
+				}
+				time.Sleep(time.Hour) // the token is not new any more
+				emu.RefuseTokens(tt.status)
+				defer emu.RefuseTokens(0)
+
+				start := time.Now()
+				for i := range 10 {
+					if code, _ := e.do(t.Context(), t, tt.method, path); code != tt.status {
+						t.Errorf("%s %d while ECR refuses = %d, want ECR's %d", tt.method, i, code, tt.status)
+					}
+				}
+				var wg sync.WaitGroup
+				for i := range 10 {
+					wg.Go(func() {
+						if code, _ := e.do(t.Context(), t, tt.method, path); code != tt.status {
+							t.Errorf("concurrent %s %d while ECR refuses = %d, want ECR's %d", tt.method, i, code, tt.status)
+						}
+					})
+				}
+				wg.Wait()
+				if d := time.Since(start); d != 0 {
+					t.Errorf("the 20 refused requests took %v of fake time, want none: a refusal is answered at once", d)
+				}
+				if n := e.mints(); n > 2 {
+					t.Errorf("%d mints for the first request and 20 refused ones, want at most 2", n)
+				}
+				var warnings []string
+				for _, entry := range logs.AllEntries() {
+					if entry.Level == logrus.WarnLevel {
+						warnings = append(warnings, entry.Message)
+					}
+				}
+				if len(warnings) != 1 {
+					t.Errorf("warnings logged: %q, want 1", warnings)
+				}
+
+				time.Sleep(refusalBackoff)
+				before := e.mints()
+				for range 5 {
+					e.do(t.Context(), t, tt.method, path)
+				}
+				if n := e.mints() - before; n != 1 {
+					t.Errorf("%d mints for 5 requests once the backoff is over, want 1", n)
+				}
+
+				emu.RefuseTokens(0)
+				if code, _ := e.do(t.Context(), t, tt.method, path); code != http.StatusOK {
+					t.Errorf("%s once ECR accepts tokens again = %d, want 200", tt.method, code)
+				}
+			})
+		})
+	}
+}
+
+// TestRevocationAfterRemintIsNoStorm: a re-minted token that ECR accepted
+// and then refuses (revoked, expired early) is news, not a refusal that
+// goes on: it is re-minted at once, without waiting for the backoff.
+func TestRevocationAfterRemintIsNoStorm(t *testing.T) {
+	emu := newEmulator(t)
+	dgst := seedBlob(t, emu, "team/app:1")
+	synctest.Test(t, func(t *testing.T) {
+		m := emu.InMemory()
+		defer m.Close()
+		e := newEmulated(t.Context(), t, emu, m.Transport())
+		path := "/v2/team/app/blobs/" + dgst
+		emu.ResetCounts()
+		for i, refuse := range []func(){func() {}, emu.ExpireTokens, emu.RevokeTokens, emu.ExpireTokens} {
+			refuse()
+			if code, _ := e.do(t.Context(), t, http.MethodHead, path); code != http.StatusOK {
+				t.Errorf("HEAD %d = %d, want 200", i, code)
+			}
+			if n := e.mints(); n != i+1 {
+				t.Errorf("after HEAD %d: %d mints, want %d", i, n, i+1)
+			}
+		}
+	})
 }

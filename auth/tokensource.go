@@ -29,6 +29,9 @@ const (
 	// token's lifetime looks (a clock ahead of ECR's can make it seem
 	// over at once), mints do not follow each other faster than this.
 	minRenewPeriod = 5 * time.Second
+	// refusalBackoff is the shortest time between two mints while the
+	// registry goes on refusing every token minted (see Invalidate).
+	refusalBackoff = 5 * time.Second
 	// defaultMintTimeout bounds one mint, retries of the SDK included.
 	defaultMintTimeout = time.Minute
 	// Retry of a failed background renewal: doubling from the first, up to
@@ -50,6 +53,13 @@ type TokenSource struct {
 	group singleflight.Group
 	mu    sync.Mutex
 	cur   *Token
+	// curAccepted says the registry has accepted cur (see accepted).
+	curAccepted bool
+	// remint says cur was minted after the registry refused a token;
+	// refused says a token was dropped for a refusal since the last mint.
+	remint, refused bool
+	// warned is the token whose refusals in refusalBackoff were logged.
+	warned *Token
 }
 
 // MintEvent describes the outcome of one mint, for metrics.
@@ -147,12 +157,39 @@ func (s *TokenSource) dueOnDemand(cur *Token, now time.Time) bool {
 
 // Invalidate drops t if it is still the current token, so that the next
 // call to Token mints. Call it when the registry refused t.
+//
+// A token minted because the registry refused the one before, and refused
+// in turn before the registry ever accepted it, is kept until five seconds
+// after its mint: the registry still refuses whatever is minted, and
+// another token now would only be the first of one mint per request.
+// Callers get the refusal meanwhile, and there is at most one mint every
+// five seconds while the refusals go on.
 func (s *TokenSource) Invalidate(t Token) {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cur != nil && s.cur.same(t) {
-		s.cur = nil
-		s.log.Info("ECR refused the current token; it will be minted again")
+	if s.cur == nil || !s.cur.same(t) {
+		return
+	}
+	if s.remint && !s.curAccepted && now.Sub(s.cur.MintedAt) < refusalBackoff {
+		if s.warned != s.cur {
+			s.warned = s.cur
+			s.log.WithField("next_mint_after", s.cur.MintedAt.Add(refusalBackoff).UTC().Format(time.RFC3339Nano)).
+				Warn("ECR refuses the token minted after it refused the previous one; requests get its refusal, and no token is minted before next_mint_after")
+		}
+		return
+	}
+	s.cur, s.refused = nil, true
+	s.log.Info("ECR refused the current token; it will be minted again")
+}
+
+// accepted records that the registry accepted t: a refusal of t is then
+// news, such as a revocation, and worth a new token at once.
+func (s *TokenSource) accepted(t Token) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.curAccepted && s.cur != nil && s.cur.same(t) {
+		s.curAccepted = true
 	}
 }
 
@@ -235,7 +272,8 @@ func (s *TokenSource) mint(ctx context.Context) (Token, error) {
 			return Token{}, fmt.Errorf("get ECR authorization token: %w", err)
 		}
 		s.mu.Lock()
-		s.cur = &t
+		s.cur, s.curAccepted = &t, false
+		s.remint, s.refused = s.refused, false
 		s.mu.Unlock()
 		s.log.WithField("expires_at", t.ExpiresAt.UTC().Format(time.RFC3339)).Info("minted ECR token")
 		return t, nil

@@ -14,6 +14,7 @@ import (
 type tokenProvider interface {
 	Token(ctx context.Context) (Token, error)
 	Invalidate(t Token)
+	accepted(t Token)
 }
 
 var _ tokenProvider = (*TokenSource)(nil)
@@ -115,8 +116,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := t.send(req, tok)
-	if err != nil || !refused(req, resp) {
+	if err != nil {
 		return resp, err
+	}
+	if !refused(req, resp) {
+		t.accepted(tok, resp)
+		return resp, nil
 	}
 	t.tokens.Invalidate(tok)
 	if !replayable(req) {
@@ -136,7 +141,26 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("replay request body: %w", err)
 		}
 	}
-	return t.send(retry, fresh)
+	resp, err = t.send(retry, fresh)
+	switch {
+	case err != nil:
+	case refused(req, resp):
+		// The registry refuses the new token too: the token source backs
+		// off (see TokenSource.Invalidate), the caller sees the refusal.
+		t.tokens.Invalidate(fresh)
+	default:
+		t.accepted(fresh, resp)
+	}
+	return resp, err
+}
+
+// accepted tells the token source that the registry accepted tok, when
+// resp shows it: an answer below 500 that is no refusal, and not 429,
+// which a registry may send before it looks at the token.
+func (t *Transport) accepted(tok Token, resp *http.Response) {
+	if resp.StatusCode < http.StatusInternalServerError && resp.StatusCode != http.StatusTooManyRequests {
+		t.tokens.accepted(tok)
+	}
 }
 
 func (t *Transport) send(req *http.Request, tok Token) (*http.Response, error) {
