@@ -206,3 +206,53 @@ func TestRevocationAfterRemintIsNoStorm(t *testing.T) {
 		}
 	})
 }
+
+// TestRunRetrySkipsMintAfterRequestMinted: a background renewal fails and
+// Run retries it 5 s later; if a request has minted a token in between
+// (ECR refused the old one), that retry would only replace a fresh token:
+// one wasted GetAuthorizationToken. Run skips it and renews the new token
+// on its own schedule.
+func TestRunRetrySkipsMintAfterRequestMinted(t *testing.T) {
+	emu := newEmulator(t)
+	dgst := seedBlob(t, emu, "team/app:1")
+	synctest.Test(t, func(t *testing.T) {
+		m := emu.InMemory()
+		defer m.Close()
+		e := newEmulated(t.Context(), t, emu, m.Transport(), WithRenewInterval(time.Hour))
+		emu.ResetCounts()
+		defer e.startRun(t.Context())()
+		synctest.Wait()
+		if n := e.mints(); n != 1 {
+			t.Fatalf("mints after Run started = %d, want 1", n)
+		}
+		emu.DenyMints(1) // the renewal fails
+		waitForMint := func(n int) {
+			t.Helper()
+			for start := time.Now(); e.mints() < n; {
+				if time.Since(start) > 2*time.Hour {
+					t.Fatalf("mint %d did not happen; mints = %d", n, e.mints())
+				}
+				time.Sleep(time.Second)
+				synctest.Wait()
+			}
+		}
+		waitForMint(2) // the failed renewal, at 0.9 to 1 h
+		emu.RevokeTokens()
+		if code, _ := e.do(t.Context(), t, http.MethodHead, "/v2/team/app/blobs/"+dgst); code != http.StatusOK {
+			t.Fatalf("HEAD after the revocation = %d, want 200 with a token minted for it", code)
+		}
+		minted := time.Now()
+		if n := e.mints(); n != 3 {
+			t.Fatalf("mints after the request = %d, want 3", n)
+		}
+		time.Sleep(time.Hour * 9 / 10) // past the retry, before the new token's renewal
+		synctest.Wait()
+		if n := e.mints(); n != 3 {
+			t.Errorf("mints 0.9 h after the request's mint = %d, want still 3: the retry must not replace the fresh token", n)
+		}
+		waitForMint(4)
+		if d := time.Since(minted); d > time.Hour+time.Second {
+			t.Errorf("the new token was renewed %v after its mint, want at most 1 h", d)
+		}
+	})
+}

@@ -60,6 +60,8 @@ type TokenSource struct {
 	remint, refused bool
 	// warned is the token whose refusals in refusalBackoff were logged.
 	warned *Token
+	// renewAt is when Run renews cur (see renewalTime).
+	renewAt time.Time
 }
 
 // MintEvent describes the outcome of one mint, for metrics.
@@ -197,9 +199,10 @@ func (s *TokenSource) accepted(t Token) {
 // there is none, then before each token reaches the renew interval or half
 // of its lifetime, whichever comes first, less a random jitter of up to a
 // tenth, so that replicas spread their calls (and never sooner than 5 s
-// after the token was minted). A failed renewal keeps the
-// current token and is retried with exponential backoff. Run returns
-// ctx.Err().
+// after the token was minted). A failed renewal keeps the current token
+// and is retried with exponential backoff, unless a token was minted
+// meanwhile (by a request), which is then renewed on its own schedule.
+// Run returns ctx.Err().
 func (s *TokenSource) Run(ctx context.Context) error {
 	retry := time.Duration(0)
 	for {
@@ -216,6 +219,14 @@ func (s *TokenSource) Run(ctx context.Context) error {
 			case <-timer.C:
 			}
 		}
+		if s.untilRenewal(time.Now()) > 0 {
+			// A token was minted during the wait (by a request, after a
+			// refusal or on demand) and is not due: neither the retry of
+			// a failed renewal nor the renewal of the token it replaced
+			// has anything left to do.
+			retry = 0
+			continue
+		}
 		if _, err := s.mint(ctx); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -228,16 +239,24 @@ func (s *TokenSource) Run(ctx context.Context) error {
 	}
 }
 
-// untilRenewal is how long Run waits before renewing the current token.
+// untilRenewal is how long Run waits before renewing the current token:
+// until its renewal time, 0 or less when there is none or it is due.
 func (s *TokenSource) untilRenewal(now time.Time) time.Duration {
-	cur := s.current()
-	if cur == nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
 		return 0
 	}
-	period := min(s.renewInterval, cur.ExpiresAt.Sub(cur.MintedAt)/2)
+	return s.renewAt.Sub(now)
+}
+
+// renewalTime is when Run renews t: after the renew interval or half of
+// its lifetime, whichever comes first, less a random jitter of up to a
+// tenth, and not sooner than minRenewPeriod. It is drawn once per token.
+func (s *TokenSource) renewalTime(t Token) time.Time {
+	period := min(s.renewInterval, t.ExpiresAt.Sub(t.MintedAt)/2)
 	period -= time.Duration(rand.Float64() * float64(period) / 10) //nolint:gosec // jitter, not a secret
-	period = max(period, minRenewPeriod)
-	return cur.MintedAt.Add(period).Sub(now)
+	return t.MintedAt.Add(max(period, minRenewPeriod))
 }
 
 func nextRetry(prev time.Duration) time.Duration {
@@ -272,7 +291,7 @@ func (s *TokenSource) mint(ctx context.Context) (Token, error) {
 			return Token{}, fmt.Errorf("get ECR authorization token: %w", err)
 		}
 		s.mu.Lock()
-		s.cur, s.curAccepted = &t, false
+		s.cur, s.curAccepted, s.renewAt = &t, false, s.renewalTime(t)
 		s.remint, s.refused = s.refused, false
 		s.mu.Unlock()
 		s.log.WithField("expires_at", t.ExpiresAt.UTC().Format(time.RFC3339)).Info("minted ECR token")
