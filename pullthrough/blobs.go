@@ -48,12 +48,60 @@ func (b *blobStore) Stat(ctx context.Context, dgst digest.Digest) (v1.Descriptor
 	if desc, ok := b.p.inFlight(b.name, dgst); ok {
 		return desc, nil
 	}
+	if requestMethod(ctx) == http.MethodGet {
+		// distribution stats before it serves: a GET's download starts
+		// now and answers the Stat, instead of a HEAD to ECR first.
+		return b.startDownload(ctx, local, dgst)
+	}
 	desc, err = b.p.stat(ctx, b.name, dgst)
 	if err != nil {
 		b.p.log.WithError(err).WithField("digest", dgst).Warn("upstream blob HEAD failed")
 		return v1.Descriptor{}, clientError(err, dgst)
 	}
 	return desc, nil
+}
+
+// startDownload joins (or starts) the download of dgst and waits until
+// it has begun, to describe the blob from ECR's answer.
+func (b *blobStore) startDownload(ctx context.Context, local distribution.BlobStore, dgst digest.Digest) (v1.Descriptor, error) {
+	f, finished := b.p.join(ctx, b.name, dgst, -1, local)
+	defer b.p.leave(f)
+	if !finished {
+		f.noteJoined(requestID(ctx))
+	}
+	for {
+		st := f.state()
+		if st.started {
+			f.mu.Lock()
+			size := f.size
+			f.mu.Unlock()
+			return v1.Descriptor{Digest: dgst, Size: size, MediaType: octetStream}, nil
+		}
+		if st.done {
+			b.p.log.WithError(st.err).WithField("digest", dgst).Warn("upstream blob GET failed")
+			return v1.Descriptor{}, clientError(st.err, dgst)
+		}
+		select {
+		case <-st.changed:
+		case <-ctx.Done():
+			return v1.Descriptor{}, ctx.Err()
+		}
+	}
+}
+
+// requestID is distribution's id of the request that ctx belongs to
+// ("http.request.id"), or "" outside a request.
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value("http.request.id").(string)
+	return id
+}
+
+// requestMethod is the method of the client's request that ctx belongs
+// to, from distribution's request context ("http.request.method", a key
+// its dcontext package documents), or "" outside a request.
+func requestMethod(ctx context.Context) string {
+	m, _ := ctx.Value("http.request.method").(string)
+	return m
 }
 
 // ServeBlob serves a cached blob from disk; a missing one is answered from
@@ -91,5 +139,7 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	f, finished := b.p.join(ctx, b.name, dgst, desc.Size, local)
 	defer b.p.leave(f)
-	return f.serve(ctx, w, r, b.p, finished)
+	// A hit: the download had finished before this request came, not
+	// while its Stat waited for it.
+	return f.serve(ctx, w, r, b.p, finished && !f.joinedEarlier(requestID(ctx)))
 }

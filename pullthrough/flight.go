@@ -41,6 +41,30 @@ type flight struct {
 	done    bool
 	err     error
 	waiters int
+	// joined are the requests whose Stat joined the download before it
+	// finished: they are misses, whenever they come to be served.
+	joined map[string]bool
+}
+
+// noteJoined records that request id joined the download unfinished.
+func (f *flight) noteJoined(id string) {
+	if id == "" {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.joined == nil {
+		f.joined = map[string]bool{}
+	}
+	f.joined[id] = true
+}
+
+// joinedEarlier reports whether request id joined the download before it
+// finished.
+func (f *flight) joinedEarlier(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return id != "" && f.joined[id]
 }
 
 // update changes the flight under its lock and wakes its readers.

@@ -251,6 +251,31 @@ func TestColdHeadAndRange(t *testing.T) {
 	}
 }
 
+// TestColdGetAsksECROnce: a GET of a cold blob goes to ECR once, a GET
+// (no HEAD first), and a blob ECR does not have is 404 BLOB_UNKNOWN.
+func TestColdGetAsksECROnce(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	dgst, want := seedLayer(t, emu, "team/app:1", 256<<10)
+	p := startProxy(t, emu, proxyOpts{})
+	emu.ResetCounts()
+	resp := getBlob(t, p, "team/app", dgst)
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || !bytes.Equal(b, want) || resp.Header.Get("X-Cache-Status") != "MISS" {
+		t.Fatalf("cold GET: %d bytes, %v, X-Cache-Status %q", len(b), err, resp.Header.Get("X-Cache-Status"))
+	}
+	if heads, gets := emu.Count(ecrtest.KindBlobHEAD), emu.Count(ecrtest.KindBlobGET); heads != 0 || gets != 1 {
+		t.Errorf("upstream blob HEADs %d, GETs %d; want 0 and 1", heads, gets)
+	}
+	resp = getBlob(t, p, "team/app", sha([]byte("not in ECR")))
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "BLOB_UNKNOWN") {
+		t.Errorf("GET of a blob ECR lacks: %d %s, want 404 BLOB_UNKNOWN", resp.StatusCode, body)
+	}
+}
+
 // TestBrokenUpstreamBodies: a body ECR cuts off, or that stalls past the
 // idle timeout, is an error for the client, never a complete-looking
 // short body; nothing is cached, and the next pull succeeds.
