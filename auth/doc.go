@@ -11,7 +11,9 @@
 //
 //   - [Registry] and [ParseRegistryURL] recognise an ECR registry host
 //     (standard, FIPS, China, dual-stack and the isolated partitions) and
-//     [ResolveRegion] decides which region to mint tokens in.
+//     [ChooseRegion] decides which region to mint tokens in: the
+//     registry host's over AWS_REGION, as amazon-ecr-credential-helper
+//     does, saying so when they differ.
 //   - [TokenSource] owns the one token a process uses: it mints through a
 //     one-method [ECRAPI] (which *ecr.Client satisfies), shares the token
 //     among all callers, collapses concurrent mints into one, renews it in

@@ -44,20 +44,83 @@ func ParseRegistryURL(raw string) (Registry, error) {
 	return Registry{AccountID: m[1], FIPS: m[2] != "", Region: m[3], DNSSuffix: m[4]}, nil
 }
 
-// ResolveRegion picks the region tokens are minted in: the first non-empty
-// of explicit (the configuration), awsRegion (AWS_REGION), awsDefaultRegion
-// (AWS_DEFAULT_REGION) and the region in registryURL. It returns
-// ErrNoRegion, wrapped with the ways to set one, when none is found.
+// RegionChoice is the region tokens are minted in, and what the log
+// should say about it.
+type RegionChoice struct {
+	// Region is where GetAuthorizationToken is called.
+	Region string
+	// Note, when not empty, says that a region set elsewhere differs from
+	// the one in the registry host, which one is used and why: a line to
+	// log once, when the process starts. It holds no secret.
+	Note string
+}
+
+// ResolveRegion is ChooseRegion without its note: the region tokens are
+// minted in.
 func ResolveRegion(explicit, awsRegion, awsDefaultRegion, registryURL string) (string, error) {
-	for _, r := range []string{explicit, awsRegion, awsDefaultRegion} {
+	c, err := ChooseRegion(explicit, awsRegion, awsDefaultRegion, registryURL)
+	return c.Region, err
+}
+
+// ChooseRegion picks the region tokens are minted in. An ECR token is
+// valid only for the registries of the region it is minted in, so the
+// region in an ECR registry host (see ParseRegistryURL) wins over
+// awsRegion (AWS_REGION) and awsDefaultRegion (AWS_DEFAULT_REGION), as in
+// amazon-ecr-credential-helper: ECS and CodeBuild set AWS_REGION to their
+// own region, which need not be the registry's. Only explicit (the
+// configuration's ecr.region) wins over the host. When the host names no
+// region (a VPC endpoint, a mirror, a test registry), the first non-empty
+// of awsRegion and awsDefaultRegion is used. The choice's Note says so
+// when the region used differs from one set elsewhere. ChooseRegion
+// returns ErrNoRegion, wrapped with the ways to set one, when none is
+// found.
+func ChooseRegion(explicit, awsRegion, awsDefaultRegion, registryURL string) (RegionChoice, error) {
+	explicit = strings.TrimSpace(explicit)
+	reg, parseErr := ParseRegistryURL(registryURL)
+	host := ""
+	if parseErr == nil {
+		host = reg.Region
+	}
+	if explicit != "" {
+		c := RegionChoice{Region: explicit}
+		if host != "" && !strings.EqualFold(explicit, host) {
+			c.Note = fmt.Sprintf("ecr.region %s differs from %s, the region of the ECR registry host %s; tokens are minted in %s, as configured, "+
+				"but ECR accepts a token only in the region it was minted in: leave ecr.region unset to use the host's region",
+				explicit, host, hostOf(registryURL), explicit)
+		}
+		return c, nil
+	}
+	if host != "" {
+		c := RegionChoice{Region: host}
+		for _, v := range []struct{ name, region string }{{"AWS_REGION", awsRegion}, {"AWS_DEFAULT_REGION", awsDefaultRegion}} {
+			if r := strings.TrimSpace(v.region); r != "" {
+				if !strings.EqualFold(r, host) {
+					c.Note = fmt.Sprintf("%s %s differs from %s, the region of the ECR registry host %s; tokens are minted in %s, the host's region, "+
+						"because ECR accepts a token only in the region it was minted in (ECS and CodeBuild set AWS_REGION to their own region); "+
+						"set ecr.region to override", v.name, r, host, hostOf(registryURL), host)
+				}
+				break
+			}
+		}
+		return c, nil
+	}
+	for _, r := range []string{awsRegion, awsDefaultRegion} {
 		if r = strings.TrimSpace(r); r != "" {
-			return r, nil
+			return RegionChoice{Region: r}, nil
 		}
 	}
-	reg, err := ParseRegistryURL(registryURL)
-	if err != nil {
-		return "", fmt.Errorf("%w for %q: set ecr.region in the configuration or AWS_REGION in the environment (%w)",
-			ErrNoRegion, registryURL, err)
+	return RegionChoice{}, fmt.Errorf("%w for %q: set ecr.region in the configuration or AWS_REGION in the environment (%w)",
+		ErrNoRegion, registryURL, parseErr)
+}
+
+// hostOf is the host name in a registry URL or bare host, for messages.
+func hostOf(registryURL string) string {
+	s := registryURL
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
 	}
-	return reg.Region, nil
+	if u, err := url.Parse(s); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return registryURL
 }

@@ -66,9 +66,14 @@ func TestResolveRegion(t *testing.T) {
 		want                                  string
 	}{
 		{"explicit wins", "eu-west-3", "us-east-1", "us-east-2", ecrURL, "eu-west-3"},
-		{"AWS_REGION next", "", "us-east-1", "us-east-2", ecrURL, "us-east-1"},
-		{"AWS_DEFAULT_REGION next", "", "", "us-east-2", ecrURL, "us-east-2"},
-		{"from the URL last", "", "", "", ecrURL, "ap-south-1"},
+		{"the host's region over AWS_REGION", "", "us-east-1", "us-east-2", ecrURL, "ap-south-1"},
+		{"the host's region over AWS_DEFAULT_REGION", "", "", "us-east-2", ecrURL, "ap-south-1"},
+		{"from the URL alone", "", "", "", ecrURL, "ap-south-1"},
+		{"China", "", "us-east-1", "", "https://123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1"},
+		{"FIPS", "", "us-east-1", "", "https://123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "us-gov-west-1"},
+		{"dual-stack", "", "us-east-1", "", "https://123456789012.dkr-ecr.eu-west-1.on.aws", "eu-west-1"},
+		{"AWS_REGION for a host that is not ECR's", "", "us-east-1", "us-east-2", "http://127.0.0.1:5000", "us-east-1"},
+		{"AWS_DEFAULT_REGION next", "", "", "us-east-2", "http://127.0.0.1:5000", "us-east-2"},
 		{"loopback with explicit", "eu-west-1", "", "", "http://127.0.0.1:5000", "eu-west-1"},
 	}
 	for _, tt := range tests {
@@ -80,6 +85,50 @@ func TestResolveRegion(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("ResolveRegion = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestChooseRegionSaysWhenRegionsDiffer: ECS and CodeBuild set AWS_REGION
+// to their own region, which need not be the registry's; the choice says
+// once which region is used and why, and says nothing when all agree.
+func TestChooseRegionSaysWhenRegionsDiffer(t *testing.T) {
+	t.Parallel()
+	const ecrURL = "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+	tests := []struct {
+		name                            string
+		explicit, awsRegion, awsDefault string
+		region                          string
+		note                            []string // all in the note; none: no note
+	}{
+		{"all agree", "", "eu-west-1", "eu-west-1", "eu-west-1", nil},
+		{"nothing set", "", "", "", "eu-west-1", nil},
+		{"AWS_REGION differs", "", "us-east-1", "", "eu-west-1",
+			[]string{"AWS_REGION", "us-east-1", "eu-west-1", "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "minted in eu-west-1", "only in the region"}},
+		{"AWS_DEFAULT_REGION differs", "", "", "us-west-2", "eu-west-1",
+			[]string{"AWS_DEFAULT_REGION", "us-west-2", "minted in eu-west-1"}},
+		{"ecr.region differs", "us-east-1", "", "", "us-east-1",
+			[]string{"ecr.region", "us-east-1", "eu-west-1", "minted in us-east-1"}},
+		{"ecr.region agrees, AWS_REGION differs", "eu-west-1", "us-east-1", "", "eu-west-1", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ChooseRegion(tt.explicit, tt.awsRegion, tt.awsDefault, ecrURL)
+			if err != nil {
+				t.Fatalf("ChooseRegion: %v", err)
+			}
+			if got.Region != tt.region {
+				t.Errorf("region = %q, want %q", got.Region, tt.region)
+			}
+			if len(tt.note) == 0 && got.Note != "" {
+				t.Errorf("note = %q, want none", got.Note)
+			}
+			for _, want := range tt.note {
+				if !strings.Contains(got.Note, want) {
+					t.Errorf("note %q does not mention %q", got.Note, want)
+				}
 			}
 		})
 	}

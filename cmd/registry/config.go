@@ -19,8 +19,8 @@ import (
 // ecrSettings is the "ecr" section of the configuration file, next to
 // distribution's own sections.
 type ecrSettings struct {
-	// Region to mint tokens in; default AWS_REGION, AWS_DEFAULT_REGION,
-	// then the region in proxy.remoteurl.
+	// Region to mint tokens in; default the region in proxy.remoteurl,
+	// then AWS_REGION, then AWS_DEFAULT_REGION (see auth.ChooseRegion).
 	Region string `yaml:"region"`
 	// RenewInterval is the longest a token is used before renewal.
 	RenewInterval time.Duration `yaml:"renewinterval"`
@@ -145,10 +145,13 @@ func (s *settings) check(lookup lookupFunc) error {
 	}
 	awsRegion, _ := lookup("AWS_REGION")
 	awsDefaultRegion, _ := lookup("AWS_DEFAULT_REGION")
-	region, err := ecrauth.ResolveRegion(s.ecr.Region, awsRegion, awsDefaultRegion, p.RemoteURL)
+	region, err := ecrauth.ChooseRegion(s.ecr.Region, awsRegion, awsDefaultRegion, p.RemoteURL)
 	if err != nil {
 		return err
 	}
-	s.region = region
+	s.region = region.Region
+	if region.Note != "" {
+		s.notes = append(s.notes, region.Note)
+	}
 	return nil
 }

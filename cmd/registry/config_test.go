@@ -81,7 +81,7 @@ func TestLoadSettings(t *testing.T) {
 	if err != nil {
 		t.Fatalf("loadSettings with overrides: %v", err)
 	}
-	if s.region != "us-east-2" || !strings.Contains(s.dist.Proxy.RemoteURL, "210987654321") {
+	if s.region != "ap-south-1" || !strings.Contains(s.dist.Proxy.RemoteURL, "210987654321") { // the host's region wins over AWS_REGION
 		t.Errorf("overrides not applied: region %q, remoteurl %q", s.region, s.dist.Proxy.RemoteURL)
 	}
 }

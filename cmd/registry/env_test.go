@@ -113,8 +113,9 @@ func TestSeedEnvironmentValues(t *testing.T) {
 			return s.dist.HTTP.TLS.Certificate + " " + s.dist.HTTP.TLS.Key + " " + s.dist.HTTP.TLS.MinimumTLS, cert + " " + key + " tls1.2"
 		}},
 		{"ENABLE_SSL false ignores the files", []string{"ENABLE_SSL", "false"}, func(s *settings) (string, string) { return s.dist.HTTP.TLS.Certificate, "" }},
-		{"AWS_REGION over the URL", []string{"AWS_REGION", "us-east-1"}, func(s *settings) (string, string) { return s.region, "us-east-1" }},
-		{"AWS_DEFAULT_REGION", []string{"AWS_DEFAULT_REGION", "us-west-2"}, func(s *settings) (string, string) { return s.region, "us-west-2" }},
+		{"the URL's region over AWS_REGION", []string{"AWS_REGION", "us-east-1"}, func(s *settings) (string, string) { return s.region, "eu-central-1" }},
+		{"the URL's region over AWS_DEFAULT_REGION", []string{"AWS_DEFAULT_REGION", "us-west-2"}, func(s *settings) (string, string) { return s.region, "eu-central-1" }},
+		{"AWS_REGION for a URL without region", []string{"ECR", "http://registry.internal:5000", "AWS_REGION", "us-east-1"}, func(s *settings) (string, string) { return s.region, "us-east-1" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
