@@ -55,7 +55,7 @@ func run() error {
 		ecrBin   = flag.String("ecr-proxy-bin", "", "use this ecr-proxy binary instead of building ./cmd/registry")
 		pushSize = flag.Int64("push-layer-size", 64<<20, "layer size of the 4-layer pushed image, bytes")
 	)
-	profileDir := flag.String("profile", "", "only profile ecr-proxy (cold large pull, warm small pull, tag HEADs, push): write CPU profiles to this directory and print pprof -top of each")
+	profileDir := flag.String("profile", "", "only profile ecr-proxy (cold large and small pulls, warm small pull, tag HEADs, push): write CPU profiles to this directory and print pprof -top of each")
 	bigPush := flag.Int64("big-push", 0, "only push one streamed layer of this many bytes through ecr-proxy and report its peak memory (e.g. 1073741824)")
 	flag.Parse()
 	large, small := fullLarge, fullSmall

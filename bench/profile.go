@@ -50,6 +50,7 @@ func (b *bench) profiles(ctx context.Context, dir string, w io.Writer) error {
 	}
 	loads := []workload{
 		{name: "cold-large", once: true, work: pull(b.large)},
+		{name: "cold-small", once: true, work: pull(b.small)},
 		{name: "warm-small", prepare: warm(b.small), work: pull(b.small)},
 		{name: "tag-head", prepare: warm(b.small), work: b.tagHeads},
 		{name: "push", work: b.pushRepeat},

@@ -1,29 +1,22 @@
 package gateway
 
 import (
-	"context"
 	"io"
 	"net/http"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/distribution/distribution/v3/health"
 	distauth "github.com/distribution/distribution/v3/registry/auth"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/blobfile"
 )
 
 // BlobFiles opens cached blobs as files: the cache's storage driver
 // (lrufs.Driver.OpenLinked). A blob the repository does not link, or that
 // is not on disk, is an error, and the request goes to distribution.
-type BlobFiles interface {
-	OpenLinked(ctx context.Context, repo string, dgst digest.Digest) (f *os.File, release func(), err error)
-}
-
-// blobCacheControl is what distribution's blob server sends: blobs are
-// content-addressed and never change.
-const blobCacheControl = "max-age=31536000"
+type BlobFiles = blobfile.Opener
 
 // WithBlobFiles serves blob hits (GET and HEAD) from the cache's files
 // with http.ServeContent, ahead of distribution's app, exactly as the app
@@ -67,11 +60,7 @@ func (h *handler) serveBlobFile(w http.ResponseWriter, r *http.Request) bool {
 			hdr.Add(k, v)
 		}
 	}
-	hdr.Set("Content-Type", octetStream)
-	hdr.Set("ETag", `"`+dgst.String()+`"`)
-	hdr.Set("Cache-Control", blobCacheControl)
-	hdr.Set("Docker-Content-Digest", dgst.String())
-	http.ServeContent(w, r, "", time.Time{}, f)
+	blobfile.Serve(w, r, f, dgst)
 	return true
 }
 

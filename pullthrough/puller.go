@@ -17,6 +17,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/blobfile"
 )
 
 // RepositoryMiddleware is the name under which the command registers
@@ -59,7 +61,8 @@ type Puller struct {
 
 	mu      sync.Mutex
 	local   distribution.Namespace
-	files   Adopter // the cache driver, when it can adopt downloads
+	files   Adopter         // the cache driver, when it can adopt downloads
+	opener  blobfile.Opener // the cache driver, when it can open blob files
 	flights map[string]*flight
 	fetches sync.WaitGroup
 
@@ -193,6 +196,7 @@ func (p *Puller) InitRegistry(_ context.Context, ns distribution.Namespace, d st
 	defer p.mu.Unlock()
 	p.local = ns
 	p.files, _ = d.(Adopter)
+	p.opener, _ = d.(blobfile.Opener)
 	return ns, nil
 }
 
@@ -202,6 +206,12 @@ func (p *Puller) InitRegistry(_ context.Context, ns distribution.Namespace, d st
 // where it was on error, and gone on success.
 type Adopter interface {
 	Adopt(ctx context.Context, repo string, dgst digest.Digest, file string, size int64) error
+}
+
+func (p *Puller) fileOpener() blobfile.Opener {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.opener
 }
 
 func (p *Puller) adopter() Adopter {
