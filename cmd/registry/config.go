@@ -49,6 +49,8 @@ type ecrSettings struct {
 type settings struct {
 	dist *configuration.Configuration
 	ecr  ecrSettings
+	// server holds ecr-proxy's own keys of the http section.
+	server serverLimits
 	// region is the resolved region.
 	region string
 	// notes are messages for the log, once it is configured.
@@ -91,12 +93,13 @@ func loadSettings(path string, lookup lookupFunc) (*settings, error) {
 		return nil, fmt.Errorf("parse %s: %w", source, err)
 	}
 	var doc struct {
-		ECR ecrSettings `yaml:"ecr"`
+		ECR  ecrSettings  `yaml:"ecr"`
+		HTTP serverLimits `yaml:"http"`
 	}
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("parse %s: ecr: %w", source, err)
+		return nil, fmt.Errorf("parse %s: sections ecr and http: %w", source, err)
 	}
-	s := &settings{dist: dist, ecr: doc.ECR}
+	s := &settings{dist: dist, ecr: doc.ECR, server: doc.HTTP}
 	env := &seedEnv{lookup: lookup}
 	if err := env.apply(s, path == ""); err != nil {
 		return nil, err
@@ -105,6 +108,7 @@ func loadSettings(path string, lookup lookupFunc) (*settings, error) {
 	if err := s.check(lookup); err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
+	setServerLimits(s.dist, s.server)
 	return s, nil
 }
 
@@ -139,6 +143,9 @@ func (s *settings) check(lookup lookupFunc) error {
 	}
 	if s.ecr.RenewInterval < 0 {
 		return fmt.Errorf("ecr.renewinterval %q: want a positive duration such as 6h", s.ecr.RenewInterval)
+	}
+	if err := s.server.check(); err != nil {
+		return err
 	}
 	if _, err := gateway.ParseTrustedProxies(s.ecr.TrustedProxies); err != nil {
 		return fmt.Errorf("ecr.trustedproxies: %w", err)

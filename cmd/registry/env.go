@@ -31,6 +31,15 @@ const (
 	envSSLCertificate = "SSL_CERTIFICATE"
 )
 
+// Variables of ecr-proxy's own keys of the http section (serverLimits),
+// which distribution's REGISTRY_HTTP_* overrides do not know.
+const (
+	envMaxConnections    = "HTTP_MAX_CONNECTIONS"
+	envReadHeaderTimeout = "HTTP_READ_HEADER_TIMEOUT"
+	envIdleTimeout       = "HTTP_IDLE_TIMEOUT"
+	envBodyIdleTimeout   = "HTTP_BODY_IDLE_TIMEOUT"
+)
+
 // lruDriver is the storage driver the seed variables configure.
 const lruDriver = "lrufilesystem"
 
@@ -137,7 +146,62 @@ func (e *seedEnv) apply(s *settings, envOnly bool) error {
 		s.ecr.Resolver = addr
 	}
 
+	if err := e.applyServerLimits(&s.server); err != nil {
+		return err
+	}
+
 	return e.applyTLS(cfg)
+}
+
+// applyServerLimits maps the HTTP_* variables onto the http section's
+// limits: a duration (90s, 2m) or a whole number of seconds for the
+// timeouts, a number for the cap.
+func (e *seedEnv) applyServerLimits(l *serverLimits) error {
+	if v, ok := e.get(envMaxConnections); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%s=%q: want a positive number of connections, such as 4096", envMaxConnections, v)
+		}
+		l.MaxConnections = n
+	}
+	for _, d := range []struct {
+		name string
+		to   *time.Duration
+	}{
+		{envReadHeaderTimeout, &l.ReadHeaderTimeout},
+		{envIdleTimeout, &l.IdleTimeout},
+		{envBodyIdleTimeout, &l.BodyIdleTimeout},
+	} {
+		v, ok := e.get(d.name)
+		if !ok {
+			continue
+		}
+		t, err := parseTimeout(v)
+		if err != nil {
+			return fmt.Errorf("%s=%q: %w", d.name, v, err)
+		}
+		*d.to = t
+	}
+	return nil
+}
+
+// maxTimeoutSeconds bounds a timeout given in seconds (a day).
+const maxTimeoutSeconds = 24 * 60 * 60
+
+// parseTimeout reads a positive duration, or a whole number of seconds.
+func parseTimeout(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, serr := strconv.Atoi(v)
+		if serr != nil || secs > maxTimeoutSeconds {
+			return 0, errors.New("want a duration such as 90s or 2m, or a number of seconds")
+		}
+		d = time.Duration(secs) * time.Second
+	}
+	if d <= 0 {
+		return 0, errors.New("want a duration above 0, such as 90s or 2m")
+	}
+	return d, nil
 }
 
 // applyCache maps CACHE_DIR and CACHE_MAX_SIZE onto the storage driver.
