@@ -25,7 +25,7 @@ import (
 
 // runServer serves handler (the chain distribution built, with the
 // gateway outermost) as configured in http:, until SIGINT or SIGTERM,
-// then drains for http.draintimeout.
+// then shuts down within http.draintimeout (see shutdown).
 //
 // It replaces distribution's Registry.ListenAndServe, which loads the TLS
 // certificate once: here the certificate and key files are watched and a
@@ -75,10 +75,36 @@ func runServer(ctx context.Context, cfg *configuration.Configuration, handler ht
 		return err
 	case <-stop.Done():
 	}
-	log.Infof("stopping: draining connections for %v", cfg.HTTP.DrainTimeout)
-	drain, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.DrainTimeout)
+	return shutdown(ctx, cfg, srv, log)
+}
+
+// minDownloadWait is the least serve's wait for downloads gets once the
+// budget is spent: with nothing in flight it then returns at once rather
+// than racing an expired deadline (and warning for nothing).
+const minDownloadWait = time.Millisecond
+
+// shutdown stops srv within http.draintimeout, the budget of the whole
+// shutdown: it drains the connections (requests in progress finish;
+// cold pulls finish with their downloads) and, at the deadline, closes
+// those still open. What is left of the budget goes to serve's wait for
+// the downloads still in flight: shutdown sets cfg.HTTP.DrainTimeout to
+// it, the key serve reads for that wait once runServer returns. So
+// SIGTERM to exit takes at most http.draintimeout, plus the moment it
+// takes to exit.
+func shutdown(ctx context.Context, cfg *configuration.Configuration, srv *http.Server, log logrus.FieldLogger) error {
+	budget := cfg.HTTP.DrainTimeout
+	deadline := time.Now().Add(budget)
+	defer func() { cfg.HTTP.DrainTimeout = max(time.Until(deadline), minDownloadWait) }()
+	log.Infof("stopping: draining connections, then downloads in flight, for at most %v (http.draintimeout)", budget)
+	drain, cancelDrain := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancelDrain()
-	if err := srv.Shutdown(drain); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	err := srv.Shutdown(drain)
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warnf("http.draintimeout %v reached: closing the connections still open", budget)
+		_ = srv.Close() // its only error: the listener, closed already
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("drain connections: %w", err)
 	}
 	return nil
