@@ -19,6 +19,7 @@ const CacheStatusHeader = "X-Cache-Status"
 // round trips took, for X-Cache-Status and the request log.
 type fetchRecorder struct {
 	fetched  atomic.Bool
+	refused  atomic.Bool // GuardManifests refused an upstream manifest
 	calls    atomic.Int64
 	upstream atomic.Int64 // nanoseconds until response headers, summed
 }
@@ -70,4 +71,12 @@ func newRequestID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// noteRefused records that an upstream manifest was refused; r may be nil
+// (no client request).
+func (r *fetchRecorder) noteRefused() {
+	if r != nil {
+		r.refused.Store(true)
+	}
 }

@@ -171,6 +171,15 @@ func (w *readWriter) WriteHeader(code int) {
 		}
 		w.cacheStatus = w.Header().Get(CacheStatusHeader)
 	}
+	if code >= http.StatusInternalServerError && w.rec.refused.Load() {
+		w.replaced = true
+		w.status = http.StatusBadGateway
+		for k := range w.Header() {
+			w.Header().Del(k)
+		}
+		writeError(w.ResponseWriter, http.StatusBadGateway, "MANIFEST_INVALID", msgManifestRefused)
+		return
+	}
 	if (code == http.StatusNotFound || code >= http.StatusInternalServerError) && w.upstream.FailedSince(w.start) {
 		w.replaced = true
 		w.status = http.StatusServiceUnavailable

@@ -36,10 +36,6 @@ var (
 	errTokenRefused = errors.New("ECR refused the token of a streamed upload request")
 )
 
-// maxManifestSize bounds a pushed manifest, which is read whole so that
-// it can be replayed and cached: ECR's and distribution's limit.
-const maxManifestSize = 4 << 20
-
 // maxPeek bounds how much of a refused answer's body is drained.
 const maxPeek = 4 << 10
 
@@ -278,11 +274,11 @@ func (p *Passthrough) serve(w http.ResponseWriter, r *http.Request, wr write) {
 	case wr.kind == manifestPut && hasBody:
 		// Manifests are small: read whole, so that auth.Transport can
 		// replay them with a fresh token and the cache can store them.
-		b, err := io.ReadAll(io.LimitReader(r.Body, maxManifestSize+1))
+		b, err := io.ReadAll(io.LimitReader(r.Body, MaxManifestSize+1))
 		if err != nil {
 			return // the client went away
 		}
-		if len(b) > maxManifestSize {
+		if len(b) > MaxManifestSize {
 			writeError(w, http.StatusRequestEntityTooLarge, "MANIFEST_INVALID", msgManifestTooBig)
 			return
 		}

@@ -363,7 +363,7 @@ func TestPassthroughErrors(t *testing.T) {
 
 	ecr := newScripted(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusCreated) })
 	gw = newGateway(t, ecr.URL, nil, nil)
-	resp, body = do(t, "PUT", gw.URL+"/v2/team/app/manifests/1", strings.NewReader(strings.Repeat("x", maxManifestSize+1)), nil)
+	resp, body = do(t, "PUT", gw.URL+"/v2/team/app/manifests/1", strings.NewReader(strings.Repeat("x", MaxManifestSize+1)), nil)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || len(ecr.requests()) != 0 {
 		t.Errorf("manifest over 4 MiB: %s %s, %d requests at ECR; want 413 and none", resp.Status, body, len(ecr.requests()))
 	}

@@ -92,8 +92,9 @@ func serve(ctx context.Context, s *settings) error {
 		return err
 	}
 	// distribution's proxy reads http.DefaultTransport for every upstream
-	// request: this is where ECR tokens enter it.
-	http.DefaultTransport = transport
+	// request: this is where ECR tokens enter it, and where the manifests
+	// it fetches are bounded and checked against their digests.
+	http.DefaultTransport = gateway.GuardManifests(transport)
 
 	// Pulls of blobs and tags: distribution's proxy, wrapped by the
 	// pullthrough middleware (single download per blob shared by its

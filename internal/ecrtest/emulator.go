@@ -53,6 +53,7 @@ type Emulator struct {
 	refuseTokens    int // RefuseTokens: 0, 401 or 403
 	cutAfter        int64
 	corruptAt       int64
+	manifestFault   manifestFault // TamperManifests
 	paceBytes       int64 // PaceBlobs: bytes per tick; 0: full speed
 	paceEvery       time.Duration
 	stall           *stallState

@@ -1,9 +1,15 @@
 package ecrtest
 
 import (
+	"bytes"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // stallState describes an active StallBlobs.
@@ -133,4 +139,45 @@ func takeFault(n *int) bool {
 	}
 	*n--
 	return true
+}
+
+// manifestFault describes an active TamperManifests.
+type manifestFault struct {
+	padTo       int64 // pad manifest bodies with spaces to this size, digest announced to match
+	wrongDigest bool  // change the body but announce the original digest
+}
+
+// TamperManifests changes the manifests the registry serves on GET:
+// padTo > 0 pads each body with trailing spaces (still valid JSON) to
+// padTo bytes and announces the digest of the padded body, as a registry
+// holding a huge manifest would; wrongDigest adds a space to the body but
+// announces the digest of the original, a body that does not match its
+// Docker-Content-Digest. TamperManifests(0, false) serves them intact.
+func (e *Emulator) TamperManifests(padTo int64, wrongDigest bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.manifestFault = manifestFault{padTo: padTo, wrongDigest: wrongDigest}
+}
+
+// serveTampered serves the backing registry's answer to r with fault
+// applied to a successful body.
+func serveTampered(w http.ResponseWriter, r *http.Request, backing http.Handler, fault manifestFault) {
+	rec := httptest.NewRecorder()
+	backing.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	for k, vs := range rec.Header() {
+		w.Header()[k] = vs
+	}
+	if rec.Code == http.StatusOK {
+		switch {
+		case fault.padTo > int64(len(body)):
+			body = append(body, bytes.Repeat([]byte(" "), int(fault.padTo)-len(body))...)
+			w.Header().Set("Docker-Content-Digest", digest.FromBytes(body).String())
+		case fault.wrongDigest:
+			body = append(body, ' ')
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
 }

@@ -57,6 +57,13 @@ func (e *Emulator) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		if !e.cfg.manifestDigestOnGET {
 			w = &headerDropper{ResponseWriter: w, drop: "Docker-Content-Digest"}
 		}
+		e.mu.Lock()
+		fault := e.manifestFault
+		e.mu.Unlock()
+		if fault.padTo > 0 || fault.wrongDigest {
+			serveTampered(w, r, e.backing, fault)
+			return
+		}
 		e.backing.ServeHTTP(w, r)
 	default:
 		e.backing.ServeHTTP(w, r)
