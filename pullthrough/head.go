@@ -30,7 +30,7 @@ type headEntry struct {
 func (p *Puller) stat(ctx context.Context, name reference.Named, dgst digest.Digest) (v1.Descriptor, error) {
 	key := name.Name() + "@" + dgst.String()
 	p.headMu.Lock()
-	if e, ok := p.headSeen[key]; ok && time.Since(e.at) < headCacheTTL {
+	if e, ok := p.headSeen[key]; ok && p.now().Sub(e.at) < headCacheTTL {
 		p.headMu.Unlock()
 		return e.desc, nil
 	}
@@ -77,5 +77,5 @@ func (p *Puller) remember(key string, desc v1.Descriptor) {
 	if len(p.headSeen) >= maxHeadCache {
 		clear(p.headSeen)
 	}
-	p.headSeen[key] = headEntry{desc: desc, at: time.Now()}
+	p.headSeen[key] = headEntry{desc: desc, at: p.now()}
 }

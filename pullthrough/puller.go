@@ -58,6 +58,7 @@ type Puller struct {
 	tagTTL        time.Duration
 	log           logrus.FieldLogger
 	observer      Observer
+	now           func() time.Time // the tag window's and the HEAD cache's clock
 
 	mu      sync.Mutex
 	local   distribution.Namespace
@@ -135,6 +136,16 @@ func WithLogger(l logrus.FieldLogger) Option {
 	}
 }
 
+// WithClock sets the clock of the tag revalidation window and of the
+// cache of upstream HEAD answers (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(p *Puller) {
+		if now != nil {
+			p.now = now
+		}
+	}
+}
+
 // WithObserver sets the metrics observer.
 func WithObserver(o Observer) Option {
 	return func(p *Puller) {
@@ -162,6 +173,7 @@ func New(registryURL string, rt http.RoundTripper, opts ...Option) (*Puller, err
 		spoolDir:      os.TempDir(),
 		commitTimeout: DefaultCommitTimeout,
 		idleTimeout:   DefaultIdleTimeout,
+		now:           time.Now,
 		log:           discard,
 		observer:      nopObserver{},
 		flights:       map[string]*flight{},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"slices"
-	"time"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/reference"
@@ -30,7 +29,7 @@ func (t *tagService) Get(ctx context.Context, tag string) (v1.Descriptor, error)
 	t.p.tagMu.Lock()
 	checked, ok := t.p.tagChecked[key]
 	t.p.tagMu.Unlock()
-	if ok && t.p.tagTTL > 0 && time.Since(checked) < t.p.tagTTL {
+	if ok && t.p.tagTTL > 0 && t.p.now().Sub(checked) < t.p.tagTTL {
 		if repo, err := localRepo(ctx, t.local, t.name); err == nil {
 			if desc, err := repo.Tags(ctx).Get(ctx, tag); err == nil {
 				return desc, nil
@@ -45,7 +44,7 @@ func (t *tagService) Get(ctx context.Context, tag string) (v1.Descriptor, error)
 	if len(t.p.tagChecked) >= maxHeadCache {
 		clear(t.p.tagChecked)
 	}
-	t.p.tagChecked[key] = time.Now()
+	t.p.tagChecked[key] = t.p.now()
 	t.p.tagMu.Unlock()
 	return desc, nil
 }
