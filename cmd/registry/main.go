@@ -28,7 +28,8 @@ import (
 func main() {
 	registry.RootCmd.Run = rootRun
 	registry.RootCmd.RemoveCommand(registry.ServeCmd)
-	registry.RootCmd.AddCommand(newServeCmd(), newGetCmd(), newHealthcheckCmd())
+	registry.RootCmd.AddCommand(withPrivilegeDrop(newServeCmd()), newGetCmd(), newHealthcheckCmd())
+	registry.RootCmd.AddCommand(newVerifyCmd())
 	wrapGarbageCollect(registry.GCCmd)
 	if err := registry.RootCmd.Execute(); err != nil {
 		os.Exit(1)
