@@ -1,6 +1,15 @@
 # ecr-proxy: one static `registry` binary on an empty (scratch) image,
-# run as an unprivileged user, caching in the /cache volume, configured by
-# the same variables as the nginx proxy it replaces (aws-ecr-http-proxy).
+# serving as an unprivileged user, caching in the /cache volume, configured
+# by the same variables as the nginx proxy it replaces (aws-ecr-http-proxy).
+#
+# The image starts as root, as the seed's did, so that the seed's
+# `docker run` line works unchanged: docker creates a missing bind-mounted
+# cache directory owned by root, and TLS keys are usually root's, mode
+# 0600. `registry serve` then gives the cache directory to UID 65532, reads
+# the TLS files, and becomes UID/GID 65532 with no capabilities before it
+# serves anything (cmd/registry/privdrop.go). Started as another user
+# (`docker run --user`, Kubernetes' runAsUser) it changes nothing and
+# runs as that user.
 #
 #   docker build --build-arg VERSION=v1.2.3 \
 #     --build-arg REVISION="$(git rev-parse HEAD)" -t ecr-proxy .
@@ -35,13 +44,14 @@ RUN go build -trimpath -buildvcs=false \
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${REVISION}" \
       -o /out/registry ./cmd/registry
 
-# The user the proxy runs as: 65532, "nonroot" as in distroless images.
-# passwd/group only name it; USER below is numeric and needs neither.
+# The user the proxy serves as: 65532, "nonroot" as in distroless images.
+# passwd/group only name it; the binary switches to it by number.
 WORKDIR /out/etc
 RUN printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > passwd \
  && printf 'root:x:0:\nnonroot:x:65532:\n' > group
 # The cache volume's mount point, empty; COPY --chown below makes it the
-# user's (scratch has no mkdir or chown).
+# user's (scratch has no mkdir or chown), so a volume docker fills from
+# the image needs no change of owner.
 WORKDIR /out/cache
 
 
@@ -61,7 +71,7 @@ ENV PORT=5000 \
     RENEW_INTERVAL_HOURS=6 \
     ENABLE_SSL=false
 
-USER 65532:65532
+# No USER: serve starts as root and drops to 65532 itself (see the top).
 VOLUME /cache
 EXPOSE 5000
 

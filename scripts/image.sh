@@ -4,11 +4,14 @@
 # (its first stage on a local stand-in for golang:1.26-bookworm made from
 # this machine's Go toolchain, see the top of Dockerfile), then the image's
 # root filesystem is mounted and checked: a static binary that runs there
-# as the image's user, CA bundle, passwd entry, an empty /cache owned by
-# that user, and the image configuration (user, port, volume, health
-# check, entrypoint, the seed's variables). Finally the binary serves from
-# that root filesystem, as that user, with the image's environment, and
-# answers /healthz. Everything goes into a private buildah store in a
+# as the unprivileged user, CA bundle, passwd entry, an empty /cache owned
+# by that user, and the image configuration (no USER: it starts as root,
+# port, volume, health check, entrypoint, the seed's variables). Finally
+# the binary serves from that root filesystem, started as root as docker
+# starts it, with a root-owned /cache and the image's environment: it
+# answers /healthz while running as the unprivileged user, and /cache is
+# that user's. (scripts/engines.sh then runs the image in real docker and
+# containerd.) Everything goes into a private buildah store in a
 # temporary directory, removed at exit.
 #
 # Needs root, Go, and the Debian packages buildah (which brings uidmap,
@@ -108,7 +111,8 @@ check_config() { # jq-condition description
   jq -e "$1" "$work/config.json" >/dev/null || fail "image config: $2"
   echo "ok   $2"
 }
-check_config '.User == "'"$UID_GID"'"' "User is $UID_GID (not root)"
+# serve starts as root and drops to $UID_GID itself (cmd/registry/privdrop.go).
+check_config '(.User // "") == ""' "User is unset: starts as root, serves as $UID_GID"
 check_config '.ExposedPorts | keys == ["5000/tcp"]' "ExposedPorts is 5000/tcp"
 check_config '.Volumes | keys == ["/cache"]' "Volumes is /cache"
 check_config '.Healthcheck.Test == ["CMD", "/registry", "healthcheck"]' "Healthcheck runs /registry healthcheck"
@@ -136,9 +140,12 @@ check "/cache is an empty directory owned by $UID_GID" \
 
 step "static binary"
 # ldd (libc-bin, always there) refuses a static executable; file says so.
+# (The single-quoted scripts get their path as $1.)
+# shellcheck disable=SC2016
 check "ldd: not a dynamic executable" bash -c '! ldd "$1" >/dev/null 2>&1' _ "$root/registry"
 if command -v file >/dev/null; then
   file "$root/registry"
+  # shellcheck disable=SC2016
   check "file: statically linked" bash -c 'file -b "$1" | grep -q "statically linked"' _ "$root/registry"
 fi
 go version -m "$root/registry" | grep -vE '^\s+(dep|=>)\s' | tee "$work/buildinfo"
@@ -151,7 +158,7 @@ echo "$out"
 check "--version says ecr-proxy $VERSION" grep -qF "ecr-proxy $VERSION " <<<"$out"
 [ -z "$REVISION" ] || check "--version says commit $REVISION" grep -qF "(commit $REVISION)" <<<"$out"
 
-step "registry serve in the image's root, as $UID_GID, with the image's environment"
+step "registry serve in the image's root, started as root on a root-owned /cache, with the image's environment"
 # In namespaces of its own: a network with only loopback, so nothing
 # leaves the machine whatever the binary tries (AWS endpoints and ECR point
 # at a closed loopback port, instance metadata is off), mounts undone and
@@ -165,10 +172,12 @@ ip link set lo up
 # What a container runtime provides: /proc (the binary reads /proc/self/exe).
 mkdir -p "$root/proc"
 mount -t proc proc "$root/proc"
+# As docker leaves a bind-mounted directory it created: root's.
+chown 0:0 "$root/cache"
 env -i "$@" PORT="$port" ECR=http://127.0.0.1:9 AWS_REGION=us-east-1 \
   AWS_ENDPOINT_URL=http://127.0.0.1:9 AWS_EC2_METADATA_DISABLED=true \
   AWS_ACCESS_KEY_ID=image-sh AWS_SECRET_ACCESS_KEY=image-sh \
-  "$CHROOT" --userspec="$uid_gid" "$root" /registry serve >"$log" 2>&1 &
+  "$CHROOT" "$root" /registry serve >"$log" 2>&1 &
 pid=$!
 health() {
   exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
@@ -184,8 +193,20 @@ for _ in $(seq 100); do
 done
 if [ $rc = 0 ]; then
   echo "ok   GET /healthz answered 200 on port $port"
+  # $pid is in this PID namespace: its /proc is the one mounted above.
+  uids=$(awk '/^Uid:/ { print $2 ":" $3 ":" $4 ":" $5 }' "$root/proc/$pid"/task/*/status | sort -u)
+  if [ "$uids" = "${uid_gid%%:*}:${uid_gid%%:*}:${uid_gid%%:*}:${uid_gid%%:*}" ]; then
+    echo "ok   every thread of serve runs as UID ${uid_gid%%:*} (real, effective, saved, fs)"
+  else
+    echo "FAIL serve's threads run as UIDs $uids" >&2; rc=1
+  fi
+  if [ "$(stat -c %u:%g "$root/cache")" = "$uid_gid" ]; then
+    echo "ok   serve gave the root-owned /cache to $uid_gid"
+  else
+    echo "FAIL /cache is owned by $(stat -c %u:%g "$root/cache")" >&2; rc=1
+  fi
   if env -i "$CHROOT" --userspec="$uid_gid" "$root" /registry healthcheck --help >/dev/null 2>&1; then
-    env -i "$@" PORT="$port" "$CHROOT" --userspec="$uid_gid" "$root" /registry healthcheck || rc=1
+    env -i "$@" PORT="$port" "$CHROOT" "$root" /registry healthcheck || rc=1
     [ $rc = 0 ] && echo "ok   /registry healthcheck exits 0"
   else
     echo "skip /registry healthcheck: this binary has no such command yet"
