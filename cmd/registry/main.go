@@ -29,7 +29,6 @@ func main() {
 	registry.RootCmd.Run = rootRun
 	registry.RootCmd.RemoveCommand(registry.ServeCmd)
 	registry.RootCmd.AddCommand(withPrivilegeDrop(newServeCmd()), newGetCmd(), newHealthcheckCmd())
-	registry.RootCmd.AddCommand(newVerifyCmd())
 	wrapGarbageCollect(registry.GCCmd)
 	if err := registry.RootCmd.Execute(); err != nil {
 		os.Exit(1)
