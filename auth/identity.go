@@ -6,6 +6,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
 // CallerIdentityAPI is the one STS call the package needs. *sts.Client
@@ -36,12 +38,12 @@ func WhoAmI(ctx context.Context, api CallerIdentityAPI, creds aws.CredentialsPro
 	}
 	c, err := creds.Retrieve(ctx)
 	if err != nil {
-		return id, fmt.Errorf("retrieve AWS credentials: %w", err)
+		return id, fmt.Errorf("retrieve AWS credentials: %w", redact.Error(err))
 	}
 	id.Source = c.Source
 	out, err := api.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		return id, fmt.Errorf("get caller identity: %w", err)
+		return id, fmt.Errorf("get caller identity: %w", redact.Error(err))
 	}
 	id.ARN = aws.ToString(out.Arn)
 	id.Account = aws.ToString(out.Account)

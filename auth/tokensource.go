@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
 // Defaults of a TokenSource.
@@ -232,7 +234,7 @@ func (s *TokenSource) Run(ctx context.Context) error {
 				return ctx.Err()
 			}
 			retry = nextRetry(retry)
-			s.log.WithError(err).WithField("retry_in", retry.String()).Warn("renewing the ECR token failed")
+			s.log.WithError(redact.Error(err)).WithField("retry_in", retry.String()).Warn("renewing the ECR token failed")
 			continue
 		}
 		retry = 0
@@ -288,7 +290,7 @@ func (s *TokenSource) mint(ctx context.Context) (Token, error) {
 		}
 		s.observer(MintEvent{Err: err, Token: t, Duration: time.Since(start)})
 		if err != nil {
-			return Token{}, fmt.Errorf("get ECR authorization token: %w", err)
+			return Token{}, fmt.Errorf("get ECR authorization token: %w", redact.Error(err))
 		}
 		s.mu.Lock()
 		s.cur, s.curAccepted, s.renewAt = &t, false, s.renewalTime(t)

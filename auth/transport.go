@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
 // tokenProvider is what Transport needs of a TokenSource.
@@ -232,10 +234,7 @@ func replayable(req *http.Request) bool {
 }
 
 // isPresigned reports whether u carries a SigV4 query signature.
-func isPresigned(u *url.URL) bool {
-	q := u.Query()
-	return q.Has("X-Amz-Signature") || q.Has("X-Amz-Credential") || q.Has("Signature")
-}
+func isPresigned(u *url.URL) bool { return redact.IsPresigned(u) }
 
 type readCloser struct {
 	io.Reader

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
 // Paths of the health endpoints the gateway answers itself, ahead of
@@ -44,7 +46,7 @@ func (h *handler) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 			ctx, cancel := context.WithTimeout(r.Context(), readinessTimeout)
 			defer cancel()
 			if err := h.probe(ctx); err != nil {
-				h.log.WithError(err).Warn("readiness: ECR unreachable")
+				h.log.WithError(redact.Error(err)).Warn("readiness: ECR unreachable")
 				status, body["status"], body["ecr"] = http.StatusServiceUnavailable, "degraded", "unreachable"
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
 // Errors of the push passthrough.
@@ -466,7 +467,7 @@ func (p *Passthrough) logWrite(ex *exchange, status int, err error) {
 		f["bytes"] = ex.sent.n.Load()
 	}
 	if err != nil {
-		p.log.WithFields(f).WithError(err).Warn("push")
+		p.log.WithFields(f).WithError(redact.Error(err)).Warn("push")
 		return
 	}
 	f["status"] = status

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
 // Kinds of upstream request, the values of the kind label of the
@@ -131,8 +133,7 @@ func nameOK(seg []string) bool {
 // isS3 reports whether u is a presigned URL (SigV4 or V2 query signature)
 // or addresses an S3 endpoint by host name.
 func isS3(u *url.URL) bool {
-	q := u.Query()
-	if q.Has("X-Amz-Signature") || q.Has("X-Amz-Credential") || q.Has("Signature") {
+	if redact.IsPresigned(u) {
 		return true
 	}
 	host := strings.ToLower(u.Hostname())

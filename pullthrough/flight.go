@@ -16,6 +16,8 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
 // copyBuffer is the unit of spooling and of serving.
@@ -173,7 +175,7 @@ func (p *Puller) fetch(ctx context.Context, f *flight, local distribution.BlobSt
 	}
 	log := p.log.WithField("digest", f.dgst).WithField("repository", f.name.Name())
 	if err := p.download(ctx, f, local); err != nil {
-		log.WithError(err).Warn("blob download from upstream failed; nothing cached")
+		log.WithError(redact.Error(err)).Warn("blob download from upstream failed; nothing cached")
 		f.update(func() { f.done, f.err = true, err })
 	}
 	p.mu.Lock()
@@ -205,7 +207,7 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET blob: %w", err)
+		return fmt.Errorf("GET blob: %w", redact.Error(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -244,7 +246,7 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("read upstream body after %d bytes: %w", written, rerr)
+			return fmt.Errorf("read upstream body after %d bytes: %w", written, redact.Error(rerr))
 		}
 	}
 	if size >= 0 && written != size {

@@ -10,6 +10,8 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
 const (
@@ -45,7 +47,7 @@ func (p *Puller) stat(ctx context.Context, name reference.Named, dgst digest.Dig
 		}
 		resp, err := p.client.Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("HEAD blob: %w", err)
+			return nil, fmt.Errorf("HEAD blob: %w", redact.Error(err))
 		}
 		_ = resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {

@@ -54,9 +54,10 @@ type Emulator struct {
 	cutAfter        int64
 	corruptAt       int64
 	manifestFault   manifestFault // TamperManifests
-	paceBytes       int64 // PaceBlobs: bytes per tick; 0: full speed
+	paceBytes       int64         // PaceBlobs: bytes per tick; 0: full speed
 	paceEvery       time.Duration
 	stall           *stallState
+	s3Break         S3Break // BreakS3
 	closing         chan struct{}
 }
 

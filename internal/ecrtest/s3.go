@@ -67,6 +67,9 @@ func (e *Emulator) presign(repo, digest string) (string, error) {
 // allowed, 403 for unknown or expired signatures, Range supported.
 func (e *Emulator) serveS3(w http.ResponseWriter, r *http.Request) {
 	e.count(KindS3GET)
+	if e.breakS3(w, r) {
+		return
+	}
 	if r.Header.Get("Authorization") != "" {
 		writeS3Error(w, http.StatusBadRequest, s3Error{
 			Code:         "InvalidArgument",
