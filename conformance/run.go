@@ -405,6 +405,9 @@ func startProxy(ctx context.Context, bin string, emu *ecrtest.Emulator, work str
 		RemoteURL:     emu.RegistryURL(),
 		Region:        emu.Region(),
 		RootDirectory: cache,
+		// The suite's management category deletes tags, manifests and
+		// blobs: DELETE reaches ECR only when enabled.
+		ECRExtra: []string{"delete: enabled"},
 	})
 	if err != nil {
 		return nil, err

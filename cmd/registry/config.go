@@ -43,7 +43,22 @@ type ecrSettings struct {
 	FetchIdleTimeout time.Duration `yaml:"fetchidletimeout"`
 	// FetchMaxTime caps a whole blob download; 0 (default) sets no cap.
 	FetchMaxTime time.Duration `yaml:"fetchmaxtime"`
+	// Push is how writes reach ECR: "" (writes need the auth: section's
+	// credentials; without one the start is refused), "anonymous" (without
+	// an auth: section, anyone who reaches the port pushes with the
+	// proxy's AWS identity) or "disabled" (writes are refused).
+	Push string `yaml:"push"`
+	// Delete is "enabled" to forward DELETE of manifests and blobs to ECR;
+	// "" or "disabled" (the default) refuses them with 405.
+	Delete string `yaml:"delete"`
 }
+
+// Push modes, as the start-up log names them.
+const (
+	pushAuthenticated = "authenticated"
+	pushAnonymous     = "anonymous"
+	pushDisabled      = "disabled"
+)
 
 // settings is the whole configuration of the serve command.
 type settings struct {
@@ -55,6 +70,14 @@ type settings struct {
 	region string
 	// notes are messages for the log, once it is configured.
 	notes []string
+	// warnings are logged at warning level, once the log is configured.
+	warnings []string
+	// envOnly says there is no configuration file (the seed's mode).
+	envOnly bool
+	// push is the push mode (pushAuthenticated, pushAnonymous,
+	// pushDisabled); deleteEnabled says DELETE is forwarded to ECR.
+	push          string
+	deleteEnabled bool
 }
 
 // configPath returns the configuration file named by args or by
@@ -99,7 +122,7 @@ func loadSettings(path string, lookup lookupFunc) (*settings, error) {
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, fmt.Errorf("parse %s: sections ecr and http: %w", source, err)
 	}
-	s := &settings{dist: dist, ecr: doc.ECR, server: doc.HTTP}
+	s := &settings{dist: dist, ecr: doc.ECR, server: doc.HTTP, envOnly: path == ""}
 	env := &seedEnv{lookup: lookup}
 	if err := env.apply(s, path == ""); err != nil {
 		return nil, err
@@ -108,7 +131,6 @@ func loadSettings(path string, lookup lookupFunc) (*settings, error) {
 	if err := s.check(lookup); err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
-	setServerLimits(s.dist, s.server)
 	return s, nil
 }
 
@@ -147,6 +169,9 @@ func (s *settings) check(lookup lookupFunc) error {
 	if err := s.server.check(); err != nil {
 		return err
 	}
+	if err := s.checkWrites(); err != nil {
+		return err
+	}
 	if _, err := gateway.ParseTrustedProxies(s.ecr.TrustedProxies); err != nil {
 		return fmt.Errorf("ecr.trustedproxies: %w", err)
 	}
@@ -159,6 +184,44 @@ func (s *settings) check(lookup lookupFunc) error {
 	s.region = region.Region
 	if region.Note != "" {
 		s.notes = append(s.notes, region.Note)
+	}
+	return nil
+}
+
+// checkWrites sets the push mode and whether DELETE is forwarded. Writes
+// are safe by default: DELETE only when enabled, and, with a
+// configuration file, push without client authentication only when
+// ecr.push says so. The seed's environment-only mode keeps its anonymous
+// push, with a warning.
+func (s *settings) checkWrites() error {
+	switch s.ecr.Delete {
+	case "", "disabled":
+	case "enabled":
+		s.deleteEnabled = true
+	default:
+		return fmt.Errorf("ecr.delete %q (%s): want enabled or disabled (the default)", s.ecr.Delete, envECRDelete)
+	}
+	hasAuth := s.dist.Auth.Type() != ""
+	switch s.ecr.Push {
+	case pushDisabled:
+		s.push = pushDisabled
+	case pushAnonymous, "":
+		switch {
+		case hasAuth:
+			s.push = pushAuthenticated
+		case s.ecr.Push == pushAnonymous:
+			s.push = pushAnonymous
+		case s.envOnly:
+			s.push = pushAnonymous
+			s.warnings = append(s.warnings, fmt.Sprintf("WARNING: anonymous push: anyone who reaches this port can push images to ECR "+
+				"with the proxy's AWS identity. Set %s=disabled (ecr.push: disabled) to refuse writes, "+
+				"or use a configuration file with an auth: section", envECRPush))
+		default:
+			return errors.New("ecr.push is unset and there is no auth: section: anyone who reaches the port could push to ECR " +
+				"with the proxy's AWS identity. Add an auth: section, or set ecr.push: anonymous to allow it, or ecr.push: disabled")
+		}
+	default:
+		return fmt.Errorf("ecr.push %q (%s): want anonymous or disabled, or leave it unset to require the auth: section", s.ecr.Push, envECRPush)
 	}
 	return nil
 }

@@ -8,13 +8,22 @@ import (
 	"time"
 )
 
+// validBase is a minimal valid configuration; its ecr section allows
+// anonymous push (see withECR).
 const validBase = `version: 0.1
+ecr:
+  push: anonymous
 storage:
   filesystem:
     rootdirectory: /tmp/x
 proxy:
   remoteurl: https://123456789012.dkr.ecr.eu-west-1.amazonaws.com
 `
+
+// withECR returns validBase with lines added to its ecr section.
+func withECR(lines string) string {
+	return strings.Replace(validBase, "  push: anonymous\n", "  push: anonymous\n"+lines, 1)
+}
 
 func writeFile(t *testing.T, content string) string {
 	t.Helper()
@@ -49,7 +58,7 @@ func TestLoadSettingsRejects(t *testing.T) {
 			[]string{"storage.cache.blobdescriptor", "inmemory"}},
 		{"no region for a loopback registry", strings.Replace(validBase, "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com", "http://127.0.0.1:5000", 1),
 			[]string{"ecr.region", "AWS_REGION", "127.0.0.1:5000"}},
-		{"negative renew interval", validBase + "ecr:\n  renewinterval: -1h\n", []string{"ecr.renewinterval", "-1h"}},
+		{"negative renew interval", withECR("  renewinterval: -1h\n"), []string{"ecr.renewinterval", "-1h"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,7 +77,7 @@ func TestLoadSettingsRejects(t *testing.T) {
 
 func TestLoadSettings(t *testing.T) {
 	clearRegionEnv(t)
-	s, err := loadSettings(writeFile(t, validBase+"ecr:\n  renewinterval: 2h\n"), os.LookupEnv)
+	s, err := loadSettings(writeFile(t, withECR("  renewinterval: 2h\n")), os.LookupEnv)
 	if err != nil {
 		t.Fatalf("loadSettings: %v", err)
 	}

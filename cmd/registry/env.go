@@ -31,6 +31,13 @@ const (
 	envSSLCertificate = "SSL_CERTIFICATE"
 )
 
+// Variables of ecr-proxy's own settings, for the seed's environment-only
+// mode (they apply over a configuration file too).
+const (
+	envECRPush   = "ECR_PUSH"   // ecr.push: anonymous or disabled
+	envECRDelete = "ECR_DELETE" // ecr.delete: enabled or disabled
+)
+
 // Variables of ecr-proxy's own keys of the http section (serverLimits),
 // which distribution's REGISTRY_HTTP_* overrides do not know.
 const (
@@ -144,6 +151,13 @@ func (e *seedEnv) apply(s *settings, envOnly bool) error {
 			return fmt.Errorf("%s=%q: %w", envResolver, v, err)
 		}
 		s.ecr.Resolver = addr
+	}
+
+	if v, ok := e.get(envECRPush); ok {
+		s.ecr.Push = v
+	}
+	if v, ok := e.get(envECRDelete); ok {
+		s.ecr.Delete = v
 	}
 
 	if err := e.applyServerLimits(&s.server); err != nil {

@@ -149,6 +149,8 @@ func TestPushClientAuth(t *testing.T) {
 	}
 	p := startProxy(t, emu, proxyOpts{config: proxytest.ConfigOptions{
 		Extra: fmt.Sprintf("auth:\n  htpasswd:\n    realm: ecr-proxy\n    path: %s\n", htpasswd),
+		// DELETE reaches the access check only when forwarding is enabled.
+		ECRExtra: []string{"delete: enabled"},
 	}})
 	img, err := ecrtest.RandomImage(1, 64<<10, types.OCIManifestSchema1)
 	if err != nil {

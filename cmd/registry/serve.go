@@ -142,7 +142,6 @@ func serve(ctx context.Context, s *settings) error {
 		opts := []gateway.Option{
 			gateway.WithUpstream(upstream),
 			gateway.WithServedObserver(ecrmetrics.ObserveServed),
-			gateway.WithPassthrough(push),
 			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, transport)),
 			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")),
 		}
@@ -151,7 +150,13 @@ func serve(ctx context.Context, s *settings) error {
 		if files != nil && s.dist.HTTP.Prefix == "" {
 			opts = append(opts, gateway.WithBlobFiles(files, clientAuth, s.dist.HTTP.Headers))
 		}
+		if push != nil {
+			opts = append(opts, gateway.WithPassthrough(push))
+		}
 		handler = gateway.New(next, opts...)
+		if !s.deleteEnabled {
+			handler = refuseDeletes(handler, s.dist.HTTP.Prefix)
+		}
 		return handler
 	})
 
@@ -163,6 +168,9 @@ func serve(ctx context.Context, s *settings) error {
 	log.WithFields(logrus.Fields{"registry": s.dist.Proxy.RemoteURL, "region": s.region}).Info("ecr-proxy starting")
 	for _, note := range s.notes {
 		log.Info(note)
+	}
+	for _, w := range s.warnings {
+		log.Warn(w)
 	}
 	removeLeftovers(ctx, log, spool, cache)
 

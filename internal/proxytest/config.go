@@ -28,6 +28,9 @@ type ConfigOptions struct {
 	LogLevel string
 	// ProxyExtra and ECRExtra are "key: value" lines added to the proxy
 	// and ecr sections, such as "cachewritetimeout: 2s" or "fetchidletimeout: 2s".
+	// The ecr section has "push: anonymous" unless ECRExtra sets push:
+	// tests push without client authentication, which ecr-proxy refuses
+	// unless the configuration says so.
 	ProxyExtra, ECRExtra []string
 	// HTTPExtra are "key: value" lines added to the http section, such as
 	// "idletimeout: 1s" or "maxconnections: 8".
@@ -55,12 +58,14 @@ func WriteConfig(dir string, o ConfigOptions) (string, error) {
 	if o.Region != "" {
 		ecr += fmt.Sprintf("  region: %s\n", o.Region)
 	}
+	push := "  push: anonymous\n"
 	for _, l := range o.ECRExtra {
 		ecr += "  " + l + "\n"
+		if strings.HasPrefix(strings.TrimSpace(l), "push:") {
+			push = ""
+		}
 	}
-	if ecr != "" {
-		ecr = "ecr:\n" + ecr
-	}
+	ecr = "ecr:\n" + push + ecr
 	drain := o.DrainTimeout
 	if drain == 0 {
 		drain = 30 * time.Second
