@@ -67,6 +67,7 @@ COPY --from=build /out/registry /registry
 # CACHE_KEY is accepted but has no effect (the cache is content-addressed),
 # so it is not set here. CACHE_MAX_SIZE bounds what is kept in /cache.
 ENV PORT=5000 \
+    ECR_PROXY_DROP_PRIVILEGES=true \
     CACHE_MAX_SIZE=75g \
     RENEW_INTERVAL_HOURS=6 \
     ENABLE_SSL=false

@@ -18,6 +18,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// dropPrivilegesEnv, set to "true" by the image, makes serve started as
+// root drop to the unprivileged user; without it root is kept, as the
+// operator who started it chose.
+const dropPrivilegesEnv = "ECR_PROXY_DROP_PRIVILEGES"
+
 // The user serve runs as when it is started as root: 65532, "nonroot" in
 // the image's /etc/passwd, as in distroless images.
 const (
@@ -68,6 +73,13 @@ func prepareToServe(args []string, lookup lookupFunc, setenv func(key, value str
 		return err
 	}
 	dirs := writableDirs(s)
+	if os.Geteuid() == 0 {
+		if v, _ := lookup(dropPrivilegesEnv); v != "true" {
+			// Root outside the image (a host's service manager, a
+			// developer, the tests): the operator chose the user.
+			return nil
+		}
+	}
 	if os.Geteuid() != 0 {
 		for _, dir := range dirs {
 			if err := checkWritable(dir); err != nil {

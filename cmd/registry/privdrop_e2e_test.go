@@ -44,10 +44,12 @@ func rootOwnedSeedSetup(t *testing.T) (cacheDir, cert, key string) {
 }
 
 // seedLineEnv is the seed's variables, with ECR and AWS unreachable
-// (closed loopback ports): the proxy starts anyway.
+// (closed loopback ports): the proxy starts anyway. As in the image, a
+// serve started as root drops its privileges.
 func seedLineEnv(t *testing.T, port, cacheDir, cert, key string) []string {
 	return append(hermeticEnv(t),
 		"PATH="+os.Getenv("PATH"),
+		dropPrivilegesEnv+"=true",
 		"PORT="+port,
 		"ECR=http://127.0.0.1:9",
 		"AWS_REGION=eu-central-1",

@@ -180,8 +180,14 @@ func serve(ctx context.Context, s *settings) error {
 	go func() { _ = tokens.Run(runCtx) }()
 	startDebugServer(s.dist, log)
 
-	err = runServer(ctx, s.dist, handler, log)
-	drain, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), s.dist.HTTP.DrainTimeout)
+	deadline, err := runServer(ctx, s.dist, s.server, handler, log)
+	// One budget from SIGTERM to exit: the downloads get what draining the
+	// connections left of it (at least a moment, to return at once when
+	// nothing is in flight).
+	if least := time.Now().Add(time.Millisecond); deadline.Before(least) {
+		deadline = least
+	}
+	drain, cancelDrain := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancelDrain()
 	if werr := puller.Wait(drain); werr != nil {
 		log.WithError(werr).Warn("blob downloads still running at shutdown; they are not cached")

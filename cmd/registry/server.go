@@ -33,19 +33,22 @@ import (
 // applies ecr-proxy's limits of the http section (serverLimits): timeouts
 // that cut idle and stalled clients but never slow ones, and a cap on
 // connections that keeps /healthz answering.
-func runServer(ctx context.Context, cfg *configuration.Configuration, handler http.Handler, log logrus.FieldLogger) error {
+//
+// It returns, with what stopped it, the deadline of the shutdown budget,
+// for serve's wait for the downloads still in flight.
+func runServer(ctx context.Context, cfg *configuration.Configuration, limits serverLimits, handler http.Handler, log logrus.FieldLogger) (time.Time, error) {
 	tlsConf, err := serverTLS(cfg.HTTP.TLS, log)
 	if err != nil {
-		return err
+		return time.Now(), err
 	}
-	lim := serverLimitsOf(cfg).withDefaults()
+	lim := limits.withDefaults()
 	network := cfg.HTTP.Net
 	if network == "" {
 		network = "tcp"
 	}
 	ln, err := net.Listen(network, cfg.HTTP.Addr)
 	if err != nil {
-		return fmt.Errorf("http.addr %q: %w", cfg.HTTP.Addr, err)
+		return time.Now(), fmt.Errorf("http.addr %q: %w", cfg.HTTP.Addr, err)
 	}
 	ln = newConnLimiter(ln, lim.MaxConnections, lim.spareLife(), log)
 	srv := &http.Server{
@@ -72,29 +75,22 @@ func runServer(ctx context.Context, cfg *configuration.Configuration, handler ht
 	go func() { served <- srv.Serve(ln) }()
 	select {
 	case err := <-served:
-		return err
+		return time.Now().Add(cfg.HTTP.DrainTimeout), err
 	case <-stop.Done():
 	}
-	return shutdown(ctx, cfg, srv, log)
+	deadline := time.Now().Add(cfg.HTTP.DrainTimeout)
+	return deadline, shutdown(ctx, deadline, srv, log)
 }
-
-// minDownloadWait is the least serve's wait for downloads gets once the
-// budget is spent: with nothing in flight it then returns at once rather
-// than racing an expired deadline (and warning for nothing).
-const minDownloadWait = time.Millisecond
 
 // shutdown stops srv within http.draintimeout, the budget of the whole
 // shutdown: it drains the connections (requests in progress finish;
 // cold pulls finish with their downloads) and, at the deadline, closes
 // those still open. What is left of the budget goes to serve's wait for
-// the downloads still in flight: shutdown sets cfg.HTTP.DrainTimeout to
-// it, the key serve reads for that wait once runServer returns. So
-// SIGTERM to exit takes at most http.draintimeout, plus the moment it
-// takes to exit.
-func shutdown(ctx context.Context, cfg *configuration.Configuration, srv *http.Server, log logrus.FieldLogger) error {
-	budget := cfg.HTTP.DrainTimeout
-	deadline := time.Now().Add(budget)
-	defer func() { cfg.HTTP.DrainTimeout = max(time.Until(deadline), minDownloadWait) }()
+// the downloads still in flight, up to the same deadline (runServer
+// returns it). So SIGTERM to exit takes at most http.draintimeout, plus
+// the moment it takes to exit.
+func shutdown(ctx context.Context, deadline time.Time, srv *http.Server, log logrus.FieldLogger) error {
+	budget := time.Until(deadline).Round(time.Millisecond)
 	log.Infof("stopping: draining connections, then downloads in flight, for at most %v (http.draintimeout)", budget)
 	drain, cancelDrain := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancelDrain()
@@ -321,21 +317,6 @@ func openFileLimit() int {
 		return math.MaxInt32
 	}
 	return int(rl.Cur)
-}
-
-// limitsByConfig hands the limits loadSettings read to runServer, which
-// serve calls with distribution's configuration alone; keyed by that
-// configuration.
-var limitsByConfig sync.Map // *configuration.Configuration → serverLimits
-
-// setServerLimits records the limits read with cfg.
-func setServerLimits(cfg *configuration.Configuration, l serverLimits) { limitsByConfig.Store(cfg, l) }
-
-// serverLimitsOf returns the limits read with cfg, or none (the defaults).
-func serverLimitsOf(cfg *configuration.Configuration) serverLimits {
-	l, _ := limitsByConfig.Load(cfg)
-	lim, _ := l.(serverLimits)
-	return lim
 }
 
 // connLimiter is a listener that caps the connections in service at max.

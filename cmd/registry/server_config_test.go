@@ -15,7 +15,7 @@ func TestServerLimitsFromFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("loadSettings: %v", err)
 	}
-	got := serverLimitsOf(s.dist).withDefaults()
+	got := s.server.withDefaults()
 	want := serverLimits{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second,
 		BodyIdleTimeout: defaultBodyIdleTimeout, MaxConnections: 500}
 	if got != want {
@@ -29,7 +29,7 @@ func TestServerLimitsFromFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("loadSettings: %v", err)
 	}
-	d := serverLimitsOf(s.dist).withDefaults()
+	d := s.server.withDefaults()
 	if d.ReadHeaderTimeout != defaultReadHeaderTimeout || d.IdleTimeout != defaultIdleTimeout || d.BodyIdleTimeout != defaultBodyIdleTimeout ||
 		d.MaxConnections < minDefaultConnections || d.MaxConnections > maxDefaultConnections {
 		t.Errorf("defaults %+v", d)
@@ -74,7 +74,7 @@ func TestServerLimitsFromEnvironment(t *testing.T) {
 		t.Fatalf("loadSettings: %v", err)
 	}
 	want := serverLimits{ReadHeaderTimeout: 15 * time.Second, IdleTimeout: 75 * time.Second, BodyIdleTimeout: 3 * time.Minute, MaxConnections: 2000}
-	if got := serverLimitsOf(s.dist); got != want {
+	if got := s.server; got != want {
 		t.Errorf("limits %+v, want %+v", got, want)
 	}
 
@@ -82,7 +82,7 @@ func TestServerLimitsFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatalf("loadSettings: %v", err)
 	}
-	if got := serverLimitsOf(s.dist); got.IdleTimeout != 3*time.Minute || got.MaxConnections != 500 {
+	if got := s.server; got.IdleTimeout != 3*time.Minute || got.MaxConnections != 500 {
 		t.Errorf("limits %+v: want the variable's idle timeout, 3m, and the file's cap, 500", got)
 	}
 
