@@ -107,6 +107,9 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 // URL is the registry's base URL.
 func (p *Proxy) URL() string { return "http://" + p.Addr }
 
+// PID is the proxy process's id, for reading its memory from /proc.
+func (p *Proxy) PID() int { return p.cmd.Process.Pid }
+
 // Logs returns everything the process printed so far.
 func (p *Proxy) Logs() string { return p.logs.String() }
 
