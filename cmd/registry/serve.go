@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"expvar"
 	"fmt"
 	"net"
@@ -163,6 +164,11 @@ func serve(ctx context.Context, s *settings) error {
 	reg, err := registry.NewRegistry(ctx, s.dist) // configures logrus from log:
 	if err != nil {
 		return fmt.Errorf("start registry: %w", err)
+	}
+	if handler == nil {
+		// An http.Server with a nil handler serves http.DefaultServeMux,
+		// which carries pprof: never on the registry's address.
+		return errors.New("start registry: distribution did not hand its handler to ecr-proxy's gateway (registry.RegisterHandler); refusing to serve")
 	}
 	log := logrus.StandardLogger()
 	log.WithFields(logrus.Fields{"registry": s.dist.Proxy.RemoteURL, "region": s.region}).Info("ecr-proxy starting")
