@@ -20,6 +20,7 @@ import (
 	"github.com/distribution/distribution/v3/registry"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/docker/go-metrics"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel"
@@ -28,6 +29,7 @@ import (
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
 	"github.com/ecr-proxy/ecr-proxy/gateway"
 	ecrmetrics "github.com/ecr-proxy/ecr-proxy/metrics"
+	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
 
 // newServeCmd replaces distribution's serve command: it sets up ECR
@@ -161,6 +163,9 @@ func serve(ctx context.Context, s *settings) error {
 		return handler
 	})
 
+	// The cache's metrics go to the registry the debug server's /metrics
+	// serves (docker/go-metrics' Handler gathers the default one).
+	lrufs.UseRegisterer(s.dist.Storage, prometheus.DefaultRegisterer)
 	reg, err := registry.NewRegistry(ctx, s.dist) // configures logrus from log:
 	if err != nil {
 		return fmt.Errorf("start registry: %w", err)

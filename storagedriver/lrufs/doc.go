@@ -80,9 +80,12 @@
 //
 // # Metrics
 //
-// Registered once with the default Prometheus registry, which distribution's
-// debug server serves: ecrproxy_cache_size_bytes and ecrproxy_cache_blobs
-// (gauges of the most recently created Driver in the process),
+// A Driver registers its metrics with Parameters.Registerer (through
+// distribution's factory: the RegistererParameter storage parameter, which
+// UseRegisterer sets), and with nothing when none is given; it never uses
+// prometheus.DefaultRegisterer on its own. ecrproxy_cache_size_bytes and
+// ecrproxy_cache_blobs are gauges of the Driver's index;
 // ecrproxy_cache_evictions_total, ecrproxy_cache_evicted_bytes_total and
-// ecrproxy_cache_blob_reads_total (counters over all Drivers).
+// ecrproxy_cache_blob_reads_total are counters, shared by the Drivers
+// registered with one registry (the gauges then report the first of them).
 package lrufs

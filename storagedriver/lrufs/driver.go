@@ -132,14 +132,16 @@ func newDriver(params Parameters, inner storagedriver.StorageDriver) (*Driver, e
 		now:           params.Now,
 		touchInterval: params.TouchInterval,
 		log:           params.Logger,
+		metrics:       newDriverMetrics(),
 	}
 	if err := idx.load(); err != nil {
 		return nil, fmt.Errorf("%s: indexing %s: %w", DriverName, params.RootDirectory, err)
 	}
-	if err := registerMetrics(); err != nil {
-		params.Logger.WithError(err).Warn("lrufilesystem: registering metrics")
+	if params.Registerer != nil {
+		if err := idx.metrics.register(params.Registerer, idx); err != nil {
+			params.Logger.WithError(err).Warn("lrufilesystem: registering metrics")
+		}
 	}
-	current.Store(idx)
 	d := &driver{StorageDriver: inner, idx: idx}
 	return &Driver{baseEmbed: baseEmbed{base.Base{StorageDriver: d}}, idx: idx}, nil
 }
@@ -182,7 +184,7 @@ func (d *driver) GetContent(ctx context.Context, path string) ([]byte, error) {
 	b, err := d.StorageDriver.GetContent(ctx, path)
 	switch {
 	case err == nil:
-		metricBlobReads.Inc()
+		d.idx.metrics.blobReads.Inc()
 		if !d.idx.use(k) {
 			d.idx.insert(ctx, k, int64(len(b)))
 		}
@@ -251,7 +253,7 @@ func (d *driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 		d.idx.release(ctx, k)
 		return nil, err
 	}
-	metricBlobReads.Inc()
+	d.idx.metrics.blobReads.Inc()
 	if !d.idx.use(k) {
 		d.idx.indexExisting(ctx, k)
 	}

@@ -14,6 +14,7 @@ import (
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // errNoSpace is the error of a write to a full disk.
@@ -108,20 +109,23 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 	return w.FileWriter.Write(p)
 }
 
-// testEnv is a Driver over a counting filesystem driver in a temp dir.
+// testEnv is a Driver over a counting filesystem driver in a temp dir,
+// with its metrics in a registry of its own.
 type testEnv struct {
 	t     testing.TB
 	root  string
 	clock *fakeClock
 	inner *countingDriver
 	d     *Driver
+	reg   *prometheus.Registry
 }
 
 type envOption func(*Parameters)
 
 func newTestEnv(t testing.TB, root string, maxSize int64, lowWater float64, clock *fakeClock, opts ...envOption) *testEnv {
 	t.Helper()
-	p := Parameters{RootDirectory: root, MaxSize: maxSize, LowWater: lowWater, Now: clock.Now}
+	reg := prometheus.NewRegistry()
+	p := Parameters{RootDirectory: root, MaxSize: maxSize, LowWater: lowWater, Now: clock.Now, Registerer: reg}
 	for _, o := range opts {
 		o(&p)
 	}
@@ -133,7 +137,7 @@ func newTestEnv(t testing.TB, root string, maxSize int64, lowWater float64, cloc
 	if err != nil {
 		t.Fatalf("newDriver: %v", err)
 	}
-	return &testEnv{t: t, root: root, clock: clock, inner: inner, d: d}
+	return &testEnv{t: t, root: root, clock: clock, inner: inner, d: d, reg: reg}
 }
 
 // blobContent returns size bytes distinct for each seed.
@@ -225,4 +229,25 @@ func (e *testEnv) read(p string) []byte {
 		e.t.Fatalf("reading %s: %v", p, err)
 	}
 	return b
+}
+
+// metric returns the value of the counter or gauge name in e's registry.
+func (e *testEnv) metric(name string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	e.t.Fatalf("metric %s not registered", name)
+	return 0
 }

@@ -43,6 +43,7 @@ type index struct {
 	now           func() time.Time
 	touchInterval time.Duration
 	log           logrus.FieldLogger
+	metrics       *driverMetrics
 }
 
 // acquire takes a reference on k, creating an unindexed entry if needed.
@@ -131,8 +132,8 @@ func (x *index) evictLocked(ctx context.Context, need int64, keep blobKey) {
 			// eviction; a restart will find it again.
 			x.log.WithError(err).WithField("blob", string(e.key)).Warn("lrufilesystem: evicting blob")
 		} else {
-			metricEvictions.Inc()
-			metricEvictedBytes.Add(float64(e.size))
+			x.metrics.evictions.Inc()
+			x.metrics.evictedBytes.Add(float64(e.size))
 			x.log.WithField("blob", string(e.key)).WithField("size", e.size).Debug("lrufilesystem: evicted blob")
 		}
 		x.unindexLocked(e)

@@ -12,26 +12,13 @@ import (
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
-
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
-}
 
 // TestEvictionLowWater fills past maxsize with layers and manifests through
 // distribution's call sequences: the total never exceeds maxsize, the oldest
 // go first, and eviction frees down to the low-water mark.
 func TestEvictionLowWater(t *testing.T) {
 	e := newTestEnv(t, t.TempDir(), 1000, 0.5, newFakeClock())
-	evictions := counterValue(t, metricEvictions)
-	evictedBytes := counterValue(t, metricEvictedBytes)
 
 	var paths []string
 	for i := range 10 {
@@ -68,14 +55,15 @@ func TestEvictionLowWater(t *testing.T) {
 			}
 		}
 	}
-	if got := counterValue(t, metricEvictions) - evictions; got != 6 {
-		t.Errorf("evictions counter grew by %v, want 6", got)
+	if got := e.metric("ecrproxy_cache_evictions_total"); got != 6 {
+		t.Errorf("evictions counter %v, want 6", got)
 	}
-	if got := counterValue(t, metricEvictedBytes) - evictedBytes; got != 600 {
-		t.Errorf("evicted bytes counter grew by %v, want 600", got)
+	if got := e.metric("ecrproxy_cache_evicted_bytes_total"); got != 600 {
+		t.Errorf("evicted bytes counter %v, want 600", got)
 	}
-	if size, n := currentStats(); size != 500 || n != 5 {
-		t.Errorf("gauges report %d bytes, %d blobs; want 500, 5", size, n)
+	size, n := e.metric("ecrproxy_cache_size_bytes"), e.metric("ecrproxy_cache_blobs")
+	if size != 500 || n != 5 {
+		t.Errorf("gauges report %v bytes, %v blobs; want 500, 5", size, n)
 	}
 }
 

@@ -2,72 +2,96 @@ package lrufs
 
 import (
 	"errors"
-	"sync"
-	"sync/atomic"
 
+	"github.com/distribution/distribution/v3/configuration"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are registered once per process with prometheus.DefaultRegisterer,
-// which distribution's debug server exposes at /metrics. Counters add up over
-// every Driver in the process; the two gauges report the most recently created
-// Driver (a registry process creates one).
-var (
-	metricEvictions = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "ecrproxy_cache_evictions_total",
-		Help: "Blobs evicted from the lrufilesystem cache to keep it under maxsize.",
-	})
-	metricEvictedBytes = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "ecrproxy_cache_evicted_bytes_total",
-		Help: "Bytes of blob data evicted from the lrufilesystem cache.",
-	})
-	metricBlobReads = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "ecrproxy_cache_blob_reads_total",
-		Help: "Reads of cached blob data (Reader or GetContent) that found the blob.",
-	})
+// RegistererParameter is the storage parameter that carries a
+// prometheus.Registerer to FromParameters (and so through distribution's
+// driver factory). A program sets it with UseRegisterer; it cannot come
+// from a configuration file.
+const RegistererParameter = "metricsregisterer"
 
-	// current is the index the gauges report.
-	current atomic.Pointer[index]
-
-	metricSize = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "ecrproxy_cache_size_bytes",
-		Help: "Bytes of blob data in the lrufilesystem cache.",
-	}, func() float64 {
-		size, _ := currentStats()
-		return float64(size)
-	})
-	metricBlobs = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "ecrproxy_cache_blobs",
-		Help: "Blobs in the lrufilesystem cache.",
-	}, func() float64 {
-		_, n := currentStats()
-		return float64(n)
-	})
-
-	registerOnce sync.Once
-)
-
-func currentStats() (int64, int) {
-	if x := current.Load(); x != nil {
-		return x.stats()
-	}
-	return 0, 0
+// driverMetrics are one Driver's counters. Its gauges read the index.
+type driverMetrics struct {
+	evictions    prometheus.Counter
+	evictedBytes prometheus.Counter
+	blobReads    prometheus.Counter
 }
 
-// registerMetrics registers the collectors with the default registry once. A
-// collector already registered (by an earlier registration of the same
-// definition) is not an error.
-func registerMetrics() error {
+func newDriverMetrics() *driverMetrics {
+	return &driverMetrics{
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ecrproxy_cache_evictions_total",
+			Help: "Blobs evicted from the lrufilesystem cache to keep it under maxsize.",
+		}),
+		evictedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ecrproxy_cache_evicted_bytes_total",
+			Help: "Bytes of blob data evicted from the lrufilesystem cache.",
+		}),
+		blobReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ecrproxy_cache_blob_reads_total",
+			Help: "Reads of cached blob data (Reader, GetContent or OpenLinked) that found the blob.",
+		}),
+	}
+}
+
+// register registers the counters and two gauges of x with reg. A counter
+// already registered there (by another Driver on the same registry) is
+// shared: counts add up. Gauges already registered keep reporting the first
+// Driver's index.
+func (m *driverMetrics) register(reg prometheus.Registerer, x *index) error {
 	var errs []error
-	registerOnce.Do(func() {
-		for _, c := range []prometheus.Collector{metricEvictions, metricEvictedBytes, metricBlobReads, metricSize, metricBlobs} {
-			if err := prometheus.DefaultRegisterer.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					errs = append(errs, err)
-				}
+	for _, c := range []*prometheus.Counter{&m.evictions, &m.evictedBytes, &m.blobReads} {
+		err := reg.Register(*c)
+		var are prometheus.AlreadyRegisteredError
+		switch {
+		case err == nil:
+		case errors.As(err, &are):
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				*c = existing
 			}
+		default:
+			errs = append(errs, err)
 		}
-	})
+	}
+	gauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ecrproxy_cache_size_bytes",
+			Help: "Bytes of blob data in the lrufilesystem cache.",
+		}, func() float64 {
+			size, _ := x.stats()
+			return float64(size)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ecrproxy_cache_blobs",
+			Help: "Blobs in the lrufilesystem cache.",
+		}, func() float64 {
+			_, n := x.stats()
+			return float64(n)
+		}),
+	}
+	for _, g := range gauges {
+		var are prometheus.AlreadyRegisteredError
+		if err := reg.Register(g); err != nil && !errors.As(err, &are) {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// UseRegisterer makes the lrufilesystem Driver that distribution builds
+// from storage register its metrics with reg, by setting
+// RegistererParameter among its parameters. It does nothing when storage
+// configures another driver. Call it before distribution's app is built;
+// without it, that Driver registers its metrics nowhere.
+func UseRegisterer(storage configuration.Storage, reg prometheus.Registerer) {
+	if storage.Type() != DriverName {
+		return
+	}
+	if storage[DriverName] == nil {
+		storage[DriverName] = configuration.Parameters{}
+	}
+	storage[DriverName][RegistererParameter] = reg
 }

@@ -52,7 +52,7 @@ func (d *Driver) OpenLinked(ctx context.Context, repo string, dgst digest.Digest
 		d.idx.release(ctx, k)
 		return nil, nil, fmt.Errorf("%w: %w", ErrNotLinked, err)
 	}
-	metricBlobReads.Inc()
+	d.idx.metrics.blobReads.Inc()
 	if !d.idx.use(k) {
 		d.idx.indexExisting(ctx, k)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/storage/driver/base"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 )
 
@@ -44,6 +45,10 @@ type Parameters struct {
 	// Logger receives evictions and errors that no caller sees. Nil
 	// discards.
 	Logger logrus.FieldLogger
+	// Registerer receives the Driver's metrics (see the package
+	// documentation). Nil registers them nowhere; New never uses
+	// prometheus.DefaultRegisterer unless given it here.
+	Registerer prometheus.Registerer
 }
 
 // fromParametersImpl parses the untyped parameters of the storage section
@@ -55,6 +60,8 @@ type Parameters struct {
 //   - lowwater: a fraction in (0, 1] ("0.9", 0.9), or a percentage in (1, 100]
 //     (90, "90%"); default 0.9
 //   - maxthreads: as distribution's filesystem driver
+//   - metricsregisterer (RegistererParameter): a prometheus.Registerer,
+//     set by the program (UseRegisterer), never by a configuration file
 func fromParametersImpl(parameters map[string]any) (Parameters, error) {
 	p := Parameters{
 		RootDirectory: defaultRootDirectory,
@@ -86,6 +93,13 @@ func fromParametersImpl(parameters map[string]any) (Parameters, error) {
 		return Parameters{}, fmt.Errorf("maxthreads: %w", err)
 	}
 	p.MaxThreads = n
+	if v, ok := parameters[RegistererParameter]; ok && v != nil {
+		reg, ok := v.(prometheus.Registerer)
+		if !ok {
+			return Parameters{}, fmt.Errorf("%s: must be a prometheus.Registerer set by the program, not %T", RegistererParameter, v)
+		}
+		p.Registerer = reg
+	}
 	return p, nil
 }
 
