@@ -8,10 +8,14 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/stale"
 )
 
 // CacheStatusHeader is the seed proxy's response header saying whether a
-// blob or manifest came from the cache (HIT) or from ECR (MISS).
+// blob or manifest came from the cache (HIT) or from ECR (MISS), or from
+// the cache because ECR was unavailable to confirm its tag (STALE, as
+// nginx says).
 const CacheStatusHeader = "X-Cache-Status"
 
 // fetchRecorder notes what a request made the proxy do upstream: whether
@@ -22,12 +26,14 @@ type fetchRecorder struct {
 	refused  atomic.Bool // GuardManifests refused an upstream manifest
 	calls    atomic.Int64
 	upstream atomic.Int64 // nanoseconds until response headers, summed
+	stale    *stale.Note  // why the answer is served stale (pullthrough)
 }
 
 type recorderKey struct{}
 
 func withRecorder(ctx context.Context) (context.Context, *fetchRecorder) {
-	rec := &fetchRecorder{}
+	ctx, note := stale.With(ctx)
+	rec := &fetchRecorder{stale: note}
 	return context.WithValue(ctx, recorderKey{}, rec), rec
 }
 

@@ -36,6 +36,7 @@ type handler struct {
 	served   func(kind string, hit bool, bytes int64)
 
 	files        BlobFiles // blob hits served from their files (blobfiles.go)
+	tagHeads     bool      // HEADs by tag answered from ECR's HEAD and the cache (taghead.go)
 	filesAccess  distauth.AccessController
 	filesHeaders http.Header
 }
@@ -80,11 +81,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, rec := withRecorder(r.Context())
 	rw := &readWriter{ResponseWriter: w, upstream: h.upstream, start: time.Now(), rec: rec,
 		content: !strings.HasSuffix(r.URL.Path, "/tags/list")}
-	if h.files == nil || !h.serveBlobFile(rw, r.WithContext(ctx)) {
+	served := h.files != nil && h.serveBlobFile(rw, r.WithContext(ctx))
+	served = served || h.tagHeads && h.serveTagHead(rw, r.WithContext(ctx))
+	if !served {
 		h.next.ServeHTTP(rw, r.WithContext(ctx))
 	}
 	if rw.cacheStatus != "" && r.Method == http.MethodGet {
-		h.served(contentKind(r.URL.Path), rw.cacheStatus == "HIT", rw.written)
+		h.served(contentKind(r.URL.Path), rw.cacheStatus != "MISS", rw.written)
 	}
 	h.logRead(r, rw, rec)
 }
@@ -102,7 +105,7 @@ func (h *handler) logRead(r *http.Request, rw *readWriter, rec *fetchRecorder) {
 	if id == "" || len(id) > 128 {
 		id = newRequestID()
 	}
-	h.log.WithFields(logrus.Fields{
+	fields := logrus.Fields{
 		"request_id":        id,
 		"method":            r.Method,
 		"path":              r.URL.Path,
@@ -112,7 +115,11 @@ func (h *handler) logRead(r *http.Request, rw *readWriter, rec *fetchRecorder) {
 		"cache_status":      rw.cacheStatus,
 		"upstream_requests": rec.calls.Load(),
 		"upstream_duration": time.Duration(rec.upstream.Load()).String(),
-	}).Info("request")
+	}
+	if reason := rec.stale.Reason(); reason != "" {
+		fields["stale_reason"] = reason
+	}
+	h.log.WithFields(fields).Info("request")
 }
 
 // contentKind is "manifest" or "blob" for a content path.
@@ -145,7 +152,7 @@ type readWriter struct {
 	content     bool // a manifest or blob, not a tag list
 	wroteHeader bool
 	replaced    bool
-	cacheStatus string // HIT or MISS, when set on the response
+	cacheStatus string // HIT, MISS or STALE, when set on the response
 	written     int64  // body bytes written to the client
 	status      int    // the status sent
 }
@@ -162,7 +169,9 @@ func (w *readWriter) WriteHeader(code int) {
 		}
 	}
 	if w.content && code >= 200 && code < 300 {
-		if w.Header().Get(CacheStatusHeader) == "" {
+		if w.rec.stale.Reason() != "" {
+			w.Header().Set(CacheStatusHeader, "STALE")
+		} else if w.Header().Get(CacheStatusHeader) == "" {
 			status := "HIT"
 			if w.rec.fetched.Load() {
 				status = "MISS"

@@ -36,9 +36,17 @@
 //     404 BLOB_UNKNOWN, 429 TOOMANYREQUESTS, 503 UNAVAILABLE; the details
 //     go to the log, not to the client.
 //
-// Tags. With a revalidation window (tagttl), a tag resolved from ECR less
-// than the window ago is served from the local store without asking ECR
-// again, for users whose tags are immutable or who accept that delay.
+// Tags. distribution's proxy serves the local tag whenever ECR's answer
+// is not a success, even a 404 for a deleted image. Here a tag is asked
+// of ECR with a HEAD (a GET follows a 401 or 403, to tell a refused token
+// from an IAM denial): a confirmed tag is stored locally; a 404 drops the
+// local tag and answers 404 MANIFEST_UNKNOWN; a denial answers 403 DENIED
+// saying so; only unavailability (network errors, 5xx, 429, a refused or
+// unminted token) serves the local tag, marked for the gateway as stale
+// (X-Cache-Status: STALE) with the reason logged. With a revalidation
+// window (tagttl), a tag ECR confirmed less than the window ago is served
+// from the local store without asking ECR again, for users whose tags are
+// immutable or who accept that delay; a stale answer does not start it.
 //
 // What is not done: blobs cached here are not handed to distribution's TTL
 // scheduler (size is bounded by the storage driver instead), and

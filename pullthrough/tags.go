@@ -3,12 +3,18 @@ package pullthrough
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
 	"slices"
 
 	"github.com/distribution/distribution/v3"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/reference"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/stale"
 )
 
 // tagService serves a tag from the local store when ECR was asked about
@@ -22,31 +28,107 @@ type tagService struct {
 	name  reference.Named
 }
 
-// Get resolves tag locally inside the revalidation window, else through
-// distribution's proxy (ECR first, local on failure), remembering when.
+// Get resolves tag locally inside the revalidation window, else asks
+// ECR: a tag ECR confirms is kept locally, one it does not know (404) is
+// dropped locally and unknown, a denial is said as such, and only while
+// ECR is unavailable is the local tag served, marked stale. The window
+// restarts only on an answer ECR confirmed.
 func (t *tagService) Get(ctx context.Context, tag string) (v1.Descriptor, error) {
 	key := t.name.Name() + ":" + tag
 	t.p.tagMu.Lock()
 	checked, ok := t.p.tagChecked[key]
 	t.p.tagMu.Unlock()
 	if ok && t.p.tagTTL > 0 && t.p.now().Sub(checked) < t.p.tagTTL {
-		if repo, err := localRepo(ctx, t.local, t.name); err == nil {
-			if desc, err := repo.Tags(ctx).Get(ctx, tag); err == nil {
-				return desc, nil
-			}
+		if desc, err := t.localTag(ctx, tag); err == nil {
+			return desc, nil
 		}
 	}
-	desc, err := t.TagService.Get(ctx, tag)
-	if err != nil {
+	c := t.p.checkTag(ctx, t.name, tag)
+	switch c.answer {
+	case tagConfirmed:
+		repo, err := localRepo(ctx, t.local, t.name)
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		if err := repo.Tags(ctx).Tag(ctx, tag, c.desc); err != nil {
+			return v1.Descriptor{}, err
+		}
+		t.p.noteTagChecked(key)
+		return c.desc, nil
+	case tagNoDigest:
+		// distribution's proxy asks again with a GET.
+		desc, err := t.TagService.Get(ctx, tag)
+		if err == nil {
+			t.p.noteTagChecked(key)
+		}
 		return desc, err
+	case tagUnavailable:
+		return t.serveStale(ctx, tag, c)
 	}
-	t.p.tagMu.Lock()
-	if len(t.p.tagChecked) >= maxHeadCache {
-		clear(t.p.tagChecked)
+	return v1.Descriptor{}, t.refused(ctx, key, tag, c)
+}
+
+// refused drops the local tag when ECR does not know it, and turns ECR's
+// answer into the client's error. distribution's manifest handler
+// type-switches on ErrTagUnknown, which is therefore returned unwrapped.
+func (t *tagService) refused(ctx context.Context, key, tag string, c tagCheck) error {
+	log := t.p.log.WithFields(logrus.Fields{"repository": t.name.Name(), "tag": tag, "status": c.status})
+	switch c.answer {
+	case tagGone:
+		t.p.tagMu.Lock()
+		delete(t.p.tagChecked, key)
+		t.p.tagMu.Unlock()
+		if repo, err := localRepo(ctx, t.local, t.name); err == nil {
+			if err := repo.Tags(ctx).Untag(ctx, tag); err == nil {
+				log.Info("ECR no longer has this tag; dropped it from the cache")
+			}
+		}
+		return distribution.ErrTagUnknown{Tag: tag}
+	case tagDenied:
+		log.Warn("ECR denies the proxy this tag")
+		return errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf(
+			"ECR denied the proxy access to %s:%s (%d): check the proxy's IAM permissions (ecr:BatchGetImage) and the repository policy",
+			t.name.Name(), tag, c.status))
 	}
-	t.p.tagChecked[key] = t.p.now()
-	t.p.tagMu.Unlock()
+	log.Warn("unexpected ECR answer for a tag")
+	return errcode.ErrorCodeUnknown.WithMessage(fmt.Sprintf("ECR answered %d for %s:%s", c.status, t.name.Name(), tag))
+}
+
+// serveStale answers with the local tag while ECR is unavailable, and
+// says so (X-Cache-Status: STALE and the log); without a local tag the
+// client is told ECR is unavailable or rate limiting.
+func (t *tagService) serveStale(ctx context.Context, tag string, c tagCheck) (v1.Descriptor, error) {
+	desc, err := t.localTag(ctx, tag)
+	if err != nil {
+		if c.status == http.StatusTooManyRequests {
+			return v1.Descriptor{}, errcode.ErrorCodeTooManyRequests.WithMessage("ECR is rate limiting and this tag is not cached; retry later")
+		}
+		return v1.Descriptor{}, errcode.ErrorCodeUnavailable.WithMessage("ECR is unavailable and this tag is not cached; retry later")
+	}
+	reason := "ECR unavailable: " + c.err.Error()
+	stale.Mark(ctx, reason)
+	t.p.log.WithFields(logrus.Fields{"repository": t.name.Name(), "tag": tag, "reason": reason}).
+		Warn("serving the cached tag without ECR's confirmation (stale)")
 	return desc, nil
+}
+
+// localTag is tag in the local store.
+func (t *tagService) localTag(ctx context.Context, tag string) (v1.Descriptor, error) {
+	repo, err := localRepo(ctx, t.local, t.name)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return repo.Tags(ctx).Get(ctx, tag)
+}
+
+// noteTagChecked starts the revalidation window of key.
+func (p *Puller) noteTagChecked(key string) {
+	p.tagMu.Lock()
+	defer p.tagMu.Unlock()
+	if len(p.tagChecked) >= maxHeadCache {
+		clear(p.tagChecked)
+	}
+	p.tagChecked[key] = p.now()
 }
 
 // List is distribution's List, except that with no limit (-1) and a
