@@ -2,18 +2,26 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry"
+	"github.com/sirupsen/logrus"
 	"go.yaml.in/yaml/v2"
 
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
 	"github.com/ecr-proxy/ecr-proxy/gateway"
+	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
 
 // ecrSettings is the "ecr" section of the configuration file, next to
@@ -52,6 +60,10 @@ type ecrSettings struct {
 	// "" or "disabled" (the default) refuses them with 405.
 	Delete string `yaml:"delete"`
 }
+
+// maxRenewInterval is the longest renewal interval, in the file and in
+// RENEW_INTERVAL_HOURS alike: an ECR token lasts 12 hours.
+const maxRenewInterval = 12 * time.Hour
 
 // Push modes, as the start-up log names them.
 const (
@@ -111,6 +123,9 @@ func loadSettings(path string, lookup lookupFunc) (*settings, error) {
 		}
 		source = path
 	}
+	if err := checkKeys(raw); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
 	dist, err := configuration.Parse(bytes.NewReader(raw))
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", source, err)
@@ -154,6 +169,9 @@ func (s *settings) check(lookup lookupFunc) error {
 		return fmt.Errorf("storage.cache.blobdescriptor %q must be unset: blobs leave the cache (eviction, TTL, garbage-collect) "+
 			"behind a descriptor cache's back, and distribution then serves them as empty 200 responses", fmt.Sprint(bd))
 	}
+	if err := checkDriverValues(s.dist.Storage); err != nil {
+		return err
+	}
 	if s.ecr.FetchIdleTimeout < 0 {
 		return fmt.Errorf("ecr.fetchidletimeout %q: want a duration of 0 (the default, 1m) or more, such as 2m", s.ecr.FetchIdleTimeout)
 	}
@@ -163,8 +181,9 @@ func (s *settings) check(lookup lookupFunc) error {
 	if s.ecr.TagTTL < 0 {
 		return fmt.Errorf("ecr.tagttl %q: want a duration of 0 or more, such as 5m", s.ecr.TagTTL)
 	}
-	if s.ecr.RenewInterval < 0 {
-		return fmt.Errorf("ecr.renewinterval %q: want a positive duration such as 6h", s.ecr.RenewInterval)
+	if s.ecr.RenewInterval < 0 || s.ecr.RenewInterval > maxRenewInterval {
+		return fmt.Errorf("ecr.renewinterval %q: want a duration above 0 and at most 12h (ECR tokens last 12 hours), such as 6h "+
+			"(%s takes the same, in hours)", s.ecr.RenewInterval, envRenewInterval)
 	}
 	if err := s.server.check(); err != nil {
 		return err
@@ -224,4 +243,293 @@ func (s *settings) checkWrites() error {
 		return fmt.Errorf("ecr.push %q (%s): want anonymous or disabled, or leave it unset to require the auth: section", s.ecr.Push, envECRPush)
 	}
 	return nil
+}
+
+// driverParameters are the parameters each storage driver of ecr-proxy
+// reads; a key outside these stops the start (a misspelt maxsize would
+// otherwise leave the cache unbounded).
+var driverParameters = map[string][]string{
+	lruDriver:    {"rootdirectory", "maxsize", "lowwater", "maxthreads"},
+	"filesystem": {"rootdirectory", "maxthreads"},
+	"inmemory":   {},
+}
+
+// storageSections are the keys of the storage section that are not a
+// driver.
+var storageSections = []string{"cache", "delete", "maintenance", "redirect", "tag"}
+
+// yamlUnmarshaler is the interface of types that decode themselves.
+var yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
+
+// checkKeys fails on the first key of raw (the configuration file) that
+// neither distribution nor ecr-proxy reads, naming its path and the
+// nearest valid key.
+func checkKeys(raw []byte) error {
+	var doc any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	var own struct {
+		ECR  ecrSettings  `yaml:"ecr"`
+		HTTP serverLimits `yaml:"http"`
+	}
+	types := []reflect.Type{reflect.TypeFor[configuration.Configuration](), reflect.TypeOf(own)}
+	return walkKeys(doc, types, "")
+}
+
+// walkKeys checks the keys of node against the yaml fields of types
+// (structs: a key is valid when one of them has it), and goes down
+// into the values of the keys found.
+func walkKeys(node any, types []reflect.Type, path string) error {
+	m, ok := node.(map[any]any)
+	if !ok {
+		if list, ok := node.([]any); ok {
+			for i, v := range list {
+				if err := walkKeys(v, elemTypes(types), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if path == "storage" {
+		return checkStorageKeys(m)
+	}
+	fields := map[string][]reflect.Type{}
+	for _, t := range types {
+		collectFields(t, fields)
+	}
+	if len(fields) == 0 {
+		return nil // a map or free-form value: any key
+	}
+	for _, k := range sortedKeys(m) {
+		sub, ok := fields[k]
+		if !ok {
+			return unknownKey(join(path, k), k, keysOf(fields))
+		}
+		if err := walkKeys(m[k], sub, join(path, k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkStorageKeys checks the storage section: its shared sections, and
+// the parameters of the drivers whose parameters ecr-proxy knows.
+func checkStorageKeys(m map[any]any) error {
+	valid := append([]string{}, storageSections...)
+	for d := range driverParameters {
+		valid = append(valid, d)
+	}
+	for _, k := range sortedKeys(m) {
+		params, known := driverParameters[k]
+		if !known && !slices.Contains(storageSections, k) {
+			if _, other := m[k].(map[any]any); other && nearest(k, valid) == "" {
+				continue // another of distribution's drivers (s3, gcs...): its own parameters
+			}
+			return unknownKey("storage."+k, k, valid)
+		}
+		pm, _ := m[k].(map[any]any)
+		for _, p := range sortedKeys(pm) {
+			if known && !slices.Contains(params, p) {
+				return unknownKey("storage."+k+"."+p, p, params)
+			}
+		}
+	}
+	return nil
+}
+
+// collectFields adds the yaml keys of struct type t (inline fields
+// included) and their types to fields.
+func collectFields(t reflect.Type, fields map[string][]reflect.Type) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || reflect.PointerTo(t).Implements(yamlUnmarshaler) {
+		return // free-form, or decoded its own way
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if strings.Contains(opts, "inline") {
+			collectFields(f.Type, fields)
+			continue
+		}
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name) // yaml's default
+		}
+		fields[name] = append(fields[name], f.Type)
+	}
+}
+
+// elemTypes returns the element types of the slice types among types.
+func elemTypes(types []reflect.Type) []reflect.Type {
+	var out []reflect.Type
+	for _, t := range types {
+		if t.Kind() == reflect.Slice {
+			out = append(out, t.Elem())
+		}
+	}
+	return out
+}
+
+// unknownKey is the error for an unknown key k at path.
+func unknownKey(path, k string, valid []string) error {
+	if n := nearest(k, valid); n != "" {
+		return fmt.Errorf("unknown key %s: did you mean %q?", path, n)
+	}
+	return fmt.Errorf("unknown key %s: valid keys here are %s", path, strings.Join(valid, ", "))
+}
+
+// nearest returns the valid key closest to k in edit distance, or ""
+// when none is within a third of its length (at least 2 edits).
+func nearest(k string, valid []string) string {
+	best, bestD := "", max(2, len(k)/3)+1
+	for _, v := range valid {
+		if d := editDistance(k, v); d < bestD {
+			best, bestD = v, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, with an adjacent
+// transposition counted as one edit.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+// sortedKeys returns the keys of m as strings, sorted.
+func sortedKeys(m map[any]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, fmt.Sprint(k))
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// keysOf returns the keys of fields, sorted.
+func keysOf(fields map[string][]reflect.Type) []string {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// join appends key k to path.
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+// checkDriverValues checks the values of the lrufilesystem parameters
+// that distribution would otherwise turn into a panic when it creates
+// the driver; each error names the key and the value.
+func checkDriverValues(st configuration.Storage) error {
+	params, ok := st[lruDriver]
+	if !ok {
+		return nil
+	}
+	if v, ok := params["maxsize"]; ok && v != nil {
+		var err error
+		switch x := v.(type) {
+		case string:
+			_, err = lrufs.ParseSize(x)
+		case int:
+			if x < 0 {
+				err = errors.New("negative")
+			}
+		default:
+			err = fmt.Errorf("a %T", v)
+		}
+		if err != nil {
+			return fmt.Errorf("storage.%s.maxsize %q: want a size such as 75g, 512m, 10240k or a number of bytes (%w)", lruDriver, fmt.Sprint(v), err)
+		}
+	}
+	if v, ok := params["lowwater"]; ok && v != nil {
+		t := strings.TrimSuffix(strings.TrimSpace(fmt.Sprint(v)), "%")
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil || f <= 0 || f > 100 {
+			return fmt.Errorf("storage.%s.lowwater %q: want a fraction in (0, 1] such as 0.9, or a percentage such as 90%%", lruDriver, fmt.Sprint(v))
+		}
+	}
+	return nil
+}
+
+// newRegistry is registry.NewRegistry, with the panics distribution
+// raises on a storage driver's configuration errors turned into errors.
+func newRegistry(ctx context.Context, cfg *configuration.Configuration) (reg *registry.Registry, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("storage.%s: %v", cfg.Storage.Type(), r)
+		}
+	}()
+	return registry.NewRegistry(ctx, cfg)
+}
+
+// startupFields are the effective settings the start-up log states in one
+// line: upstream, region, cache directory and bound, client auth, push and
+// delete modes, metrics address and TLS.
+func (s *settings) startupFields() logrus.Fields {
+	params := s.dist.Storage.Parameters()
+	bound := "unbounded"
+	if v, ok := params["maxsize"]; ok && v != nil && fmt.Sprint(v) != "" && fmt.Sprint(v) != "0" {
+		bound = fmt.Sprint(v)
+	}
+	cache := s.dist.Storage.Type()
+	if dir, ok := params["rootdirectory"]; ok {
+		cache = fmt.Sprint(dir)
+	}
+	auth := s.dist.Auth.Type()
+	if auth == "" {
+		auth = "none"
+	}
+	deletes := "refused"
+	if s.deleteEnabled {
+		deletes = "forwarded"
+	}
+	metrics := "off"
+	if d := s.dist.HTTP.Debug; d.Addr != "" && d.Prometheus.Enabled {
+		path := d.Prometheus.Path
+		if path == "" {
+			path = "/metrics"
+		}
+		metrics = "http://" + d.Addr + path
+	}
+	tls := "off"
+	if s.dist.HTTP.TLS.Certificate != "" || len(s.dist.HTTP.TLS.LetsEncrypt.Hosts) > 0 {
+		tls = "on"
+	}
+	return logrus.Fields{
+		"upstream": s.dist.Proxy.RemoteURL, "region": s.region, "listen": s.dist.HTTP.Addr, "tls": tls,
+		"cache": cache, "cache_max": bound, "auth": auth, "push": s.push, "delete": deletes, "metrics": metrics,
+	}
 }

@@ -138,11 +138,12 @@ func (e *seedEnv) apply(s *settings, envOnly bool) error {
 	}
 
 	if v, ok := e.get(envRenewInterval); ok {
-		hours, err := strconv.ParseFloat(v, 64)
-		if err != nil || hours <= 0 || hours > 12 {
-			return fmt.Errorf("%s=%q: want a number of hours above 0 and at most 12 (ECR tokens last 12 hours)", envRenewInterval, v)
+		d, err := renewHours(v)
+		if err != nil || d <= 0 || d > maxRenewInterval {
+			return fmt.Errorf("%s=%q: want a number of hours above 0 and at most 12, or a duration such as 90m "+
+				"(ECR tokens last 12 hours; ecr.renewinterval takes the same)", envRenewInterval, v)
 		}
-		s.ecr.RenewInterval = time.Duration(hours * float64(time.Hour))
+		s.ecr.RenewInterval = d
 	}
 
 	if v, ok := e.get(envResolver); ok {
@@ -165,6 +166,20 @@ func (e *seedEnv) apply(s *settings, envOnly bool) error {
 	}
 
 	return e.applyTLS(cfg)
+}
+
+// renewHours reads RENEW_INTERVAL_HOURS: a number of hours (6, 1.5) or,
+// as ecr.renewinterval, a duration (6h, 90m).
+func renewHours(v string) (time.Duration, error) {
+	hours, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		d, derr := time.ParseDuration(v)
+		if derr != nil {
+			return 0, fmt.Errorf("not hours nor a duration: %w", derr)
+		}
+		return d, nil
+	}
+	return time.Duration(hours * float64(time.Hour)), nil
 }
 
 // applyServerLimits maps the HTTP_* variables onto the http section's
@@ -269,8 +284,9 @@ func (e *seedEnv) applyTLS(cfg *configuration.Configuration) error {
 	}
 	enabled, err := parseBool(v)
 	if err != nil {
-		return fmt.Errorf("%s=%q: want true or false", envEnableSSL, v)
+		return fmt.Errorf("%s=%q: want true or false (or 1/0, yes/no, on/off)", envEnableSSL, v)
 	}
+	e.notes = append(e.notes, fmt.Sprintf("%s=%s: TLS %s", envEnableSSL, v, map[bool]string{true: "on", false: "off"}[enabled]))
 	if !enabled {
 		return nil
 	}

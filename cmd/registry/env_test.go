@@ -151,7 +151,7 @@ func TestSeedEnvironmentInvalid(t *testing.T) {
 		{"bad size", []string{"ECR", seedECR, "PORT", "5000", "CACHE_MAX_SIZE", "lots"}, []string{`CACHE_MAX_SIZE="lots"`, "75g"}},
 		{"negative size", []string{"ECR", seedECR, "PORT", "5000", "CACHE_MAX_SIZE", "-1g"}, []string{`CACHE_MAX_SIZE="-1g"`}},
 		{"relative CACHE_DIR", []string{"ECR", seedECR, "PORT", "5000", "CACHE_DIR", "cache"}, []string{`CACHE_DIR="cache"`, "absolute"}},
-		{"renew not a number", []string{"ECR", seedECR, "PORT", "5000", "RENEW_INTERVAL_HOURS", "6h"}, []string{`RENEW_INTERVAL_HOURS="6h"`, "hours"}},
+		{"renew not a number", []string{"ECR", seedECR, "PORT", "5000", "RENEW_INTERVAL_HOURS", "six"}, []string{`RENEW_INTERVAL_HOURS="six"`, "hours"}},
 		{"renew zero", []string{"ECR", seedECR, "PORT", "5000", "RENEW_INTERVAL_HOURS", "0"}, []string{`RENEW_INTERVAL_HOURS="0"`}},
 		{"renew over 12", []string{"ECR", seedECR, "PORT", "5000", "RENEW_INTERVAL_HOURS", "24"}, []string{`RENEW_INTERVAL_HOURS="24"`, "12"}},
 		{"RESOLVER a name", []string{"ECR", seedECR, "PORT", "5000", "RESOLVER", "dns.example"}, []string{`RESOLVER="dns.example"`, "IP address"}},

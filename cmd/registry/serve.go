@@ -166,7 +166,7 @@ func serve(ctx context.Context, s *settings) error {
 	// The cache's metrics go to the registry the debug server's /metrics
 	// serves (docker/go-metrics' Handler gathers the default one).
 	lrufs.UseRegisterer(s.dist.Storage, prometheus.DefaultRegisterer)
-	reg, err := registry.NewRegistry(ctx, s.dist) // configures logrus from log:
+	reg, err := newRegistry(ctx, s.dist) // configures logrus from log:
 	if err != nil {
 		return fmt.Errorf("start registry: %w", err)
 	}
@@ -176,7 +176,7 @@ func serve(ctx context.Context, s *settings) error {
 		return errors.New("start registry: distribution did not hand its handler to ecr-proxy's gateway (registry.RegisterHandler); refusing to serve")
 	}
 	log := logrus.StandardLogger()
-	log.WithFields(logrus.Fields{"registry": s.dist.Proxy.RemoteURL, "region": s.region}).Info("ecr-proxy starting")
+	log.WithFields(s.startupFields()).Info("ecr-proxy starting")
 	for _, note := range s.notes {
 		log.Info(note)
 	}
