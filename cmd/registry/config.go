@@ -90,6 +90,10 @@ type settings struct {
 	// pushDisabled); deleteEnabled says DELETE is forwarded to ECR.
 	push          string
 	deleteEnabled bool
+	// pprof says the debug address serves pprof and expvar too: yes for
+	// http.debug.addr from a file (distribution's way), no for
+	// METRICS_ADDR; DEBUG_PPROF decides either way.
+	pprof bool
 }
 
 // configPath returns the configuration file named by args or by
@@ -137,7 +141,7 @@ func loadSettings(path string, lookup lookupFunc) (*settings, error) {
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, fmt.Errorf("parse %s: sections ecr and http: %w", source, err)
 	}
-	s := &settings{dist: dist, ecr: doc.ECR, server: doc.HTTP, envOnly: path == ""}
+	s := &settings{dist: dist, ecr: doc.ECR, server: doc.HTTP, envOnly: path == "", pprof: true}
 	env := &seedEnv{lookup: lookup}
 	if err := env.apply(s, path == ""); err != nil {
 		return nil, err

@@ -36,6 +36,11 @@ const (
 const (
 	envECRPush   = "ECR_PUSH"   // ecr.push: anonymous or disabled
 	envECRDelete = "ECR_DELETE" // ecr.delete: enabled or disabled
+	// envMetricsAddr serves Prometheus metrics (/metrics) and health
+	// (/debug/health) on its own address: http.debug.addr.
+	envMetricsAddr = "METRICS_ADDR"
+	// envDebugPprof adds pprof and expvar to the debug address.
+	envDebugPprof = "DEBUG_PPROF"
 )
 
 // Variables of ecr-proxy's own keys of the http section (serverLimits),
@@ -161,11 +166,47 @@ func (e *seedEnv) apply(s *settings, envOnly bool) error {
 		s.ecr.Delete = v
 	}
 
+	if err := e.applyMetrics(s); err != nil {
+		return err
+	}
+
 	if err := e.applyServerLimits(&s.server); err != nil {
 		return err
 	}
 
 	return e.applyTLS(cfg)
+}
+
+// applyMetrics maps METRICS_ADDR onto http.debug (metrics and health,
+// without pprof) and DEBUG_PPROF onto whether pprof is served there too.
+func (e *seedEnv) applyMetrics(s *settings) error {
+	if v, ok := e.get(envMetricsAddr); ok {
+		addr := v
+		if _, err := strconv.Atoi(v); err == nil {
+			addr = ":" + v
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 1 || p > 65535 || (host != "" && net.ParseIP(host) == nil && host != "localhost") {
+			return fmt.Errorf("%s=%q: want an address such as :9090, 127.0.0.1:9090 or a port number", envMetricsAddr, v)
+		}
+		if err := e.conflict(envMetricsAddr, "REGISTRY_HTTP_DEBUG_ADDR"); err != nil {
+			return err
+		}
+		s.dist.HTTP.Debug.Addr = addr
+		s.dist.HTTP.Debug.Prometheus.Enabled = true
+		if s.dist.HTTP.Debug.Prometheus.Path == "" {
+			s.dist.HTTP.Debug.Prometheus.Path = "/metrics"
+		}
+		s.pprof = false
+	}
+	if v, ok := e.get(envDebugPprof); ok {
+		on, err := parseBool(v)
+		if err != nil {
+			return fmt.Errorf("%s=%q: want true or false", envDebugPprof, v)
+		}
+		s.pprof = on
+	}
+	return nil
 }
 
 // renewHours reads RENEW_INTERVAL_HOURS: a number of hours (6, 1.5) or,

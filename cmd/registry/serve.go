@@ -189,7 +189,7 @@ func serve(ctx context.Context, s *settings) error {
 	defer stop()
 	go logIdentity(runCtx, log, awsCfg)
 	go func() { _ = tokens.Run(runCtx) }()
-	startDebugServer(s.dist, log)
+	startDebugServer(s.dist, s.pprof, log)
 
 	deadline, err := runServer(ctx, s.dist, s.server, handler, log)
 	// One budget from SIGTERM to exit: the downloads get what draining the
@@ -259,12 +259,17 @@ func logIdentity(ctx context.Context, log logrus.FieldLogger, cfg aws.Config) {
 }
 
 // startDebugServer serves what distribution's own serve command serves on
-// http.debug.addr: pprof, expvar, /debug/health and Prometheus metrics.
-func startDebugServer(cfg *configuration.Configuration, log logrus.FieldLogger) {
+// http.debug.addr: /debug/health and Prometheus metrics, and pprof and
+// expvar when pprof is set.
+func startDebugServer(cfg *configuration.Configuration, pprof bool, log logrus.FieldLogger) {
 	if cfg.HTTP.Debug.Addr == "" {
 		return
 	}
 	mux := http.DefaultServeMux // pprof and health register themselves here
+	if !pprof {
+		mux = http.NewServeMux()
+		mux.Handle("/debug/health", http.DefaultServeMux)
+	}
 	if cfg.HTTP.Debug.Prometheus.Enabled {
 		path := cfg.HTTP.Debug.Prometheus.Path
 		if path == "" {
