@@ -71,7 +71,10 @@
 // # Garbage collection and other processes
 //
 // Delete through the driver (garbage-collect, the TTL scheduler, the upload
-// purger) drops the blobs under the path from the index. garbage-collect runs
+// purger) drops the blobs under the path from the index. A blob's
+// directory, what they delete, is one map lookup; only a directory above
+// the blobs (an algorithm or prefix directory, or an ancestor of the blobs
+// root) costs a pass over the index. garbage-collect runs
 // in its own process with its own Driver instance; the serving process notices
 // blobs deleted behind its back lazily: a Stat, Reader or GetContent of blob
 // data that finds the file missing drops it from the index, and a blob found

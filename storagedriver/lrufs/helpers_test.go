@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -250,4 +253,58 @@ func (e *testEnv) metric(name string) float64 {
 	}
 	e.t.Fatalf("metric %s not registered", name)
 	return 0
+}
+
+// checkIndexMatchesDisk fails t unless the index holds exactly the blob data
+// files on disk, at their sizes, and no entry is left busy.
+func checkIndexMatchesDisk(t *testing.T, e *testEnv) {
+	t.Helper()
+	onDisk := map[blobKey]int64{}
+	err := filepath.WalkDir(filepath.Join(e.root, blobsRoot), func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if de.Name() != "data" {
+			return nil
+		}
+		rel, err := filepath.Rel(e.root, p)
+		if err != nil {
+			return err
+		}
+		k, ok := blobDataKey("/" + filepath.ToSlash(rel))
+		if !ok {
+			t.Errorf("stray data file %s", p)
+			return nil
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		onDisk[k] = fi.Size()
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	x := e.d.idx
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var indexed int64
+	for k, en := range x.entries {
+		if en.refs != 0 || !en.indexed {
+			t.Errorf("entry %s left with refs %d, indexed %v", k, en.refs, en.indexed)
+		}
+		if size, ok := onDisk[k]; !ok || size != en.size {
+			t.Errorf("index holds %s at %d bytes; on disk: %v, %d bytes", k, en.size, ok, size)
+		}
+		indexed += en.size
+	}
+	for k := range onDisk {
+		if x.entries[k] == nil {
+			t.Errorf("%s on disk but not indexed", k)
+		}
+	}
+	if indexed != x.size || len(x.entries) != x.lru.Len() {
+		t.Errorf("index size %d over %d LRU entries; entries hold %d bytes in %d", x.size, x.lru.Len(), indexed, len(x.entries))
+	}
 }

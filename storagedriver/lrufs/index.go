@@ -213,18 +213,22 @@ func (x *index) stamp(k blobKey, t time.Time) {
 }
 
 // forget drops the blobs at or under p from the index (a Delete through the
-// driver, or a file found missing).
+// driver, or a file found missing). A blob's directory or data file (what
+// garbage-collect, the TTL scheduler and eviction delete) is one map
+// lookup; only a directory above the blobs (a whole algorithm or prefix,
+// or an ancestor of the blobs root) costs a pass over the index.
 func (x *index) forget(p string) {
+	k, scope := blobScope(p)
+	if scope == scopeNone {
+		return // the common case: nothing indexed under p
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if k, ok := blobDataKey(p); ok {
+	if scope == scopeBlob {
 		if e := x.entries[k]; e != nil {
 			x.unindexLocked(e)
 		}
 		return
-	}
-	if !covers(p, blobsRoot) && !strings.HasPrefix(p, blobsRoot+"/") {
-		return // the common case: nothing under blobs
 	}
 	for _, e := range x.entries {
 		if covers(p, e.key.dataPath()) {

@@ -63,3 +63,37 @@ func covers(del, p string) bool {
 	}
 	return strings.HasPrefix(p, del+"/")
 }
+
+// scope is what a deleted path covers in the index.
+type scope int
+
+const (
+	scopeNone scope = iota // no blob data
+	scopeBlob              // the data of one blob: its directory or data file
+	scopeMany              // possibly many blobs: a directory above blob level
+)
+
+// blobScope classifies p for forget: a blob's directory
+// (blobs/<alg>/<xx>/<hex>) or data file names its key; a path inside a
+// blob's directory other than its data, or outside the blobs root, covers
+// no blob data; the blobs root, an algorithm or prefix directory below it,
+// or an ancestor of it may cover many.
+func blobScope(p string) (blobKey, scope) {
+	rest, ok := strings.CutPrefix(p, blobsRoot+"/")
+	if !ok {
+		if covers(p, blobsRoot) {
+			return "", scopeMany
+		}
+		return "", scopeNone
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) < 3:
+		return "", scopeMany
+	case len(parts) == 3 || (len(parts) == 4 && parts[3] == "data"):
+		if k, ok := keyOf(parts[0], parts[1], parts[2]); ok {
+			return k, scopeBlob
+		}
+	}
+	return "", scopeNone
+}
