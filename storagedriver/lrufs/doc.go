@@ -33,8 +33,16 @@
 // first evict, least recently used first, until the index plus the new blob
 // fits under lowwater×maxsize, then write. A blob larger than maxsize on its
 // own is refused with ErrBlobTooLarge (the proxy then serves it without
-// caching it). Deletes run while the index lock is held, so that no reader
-// can open a blob between its selection and its deletion.
+// caching it).
+//
+// Victims are chosen, and taken out of the index, under the index lock;
+// their directories are deleted after it is released, so that reads and
+// writes of other blobs never wait behind a multi-gigabyte deletion (the
+// writer that needed the room waits for it). While a victim's deletion is
+// in progress, a Reader, GetContent, Stat or OpenLinked of it finds it
+// missing, and a write of it (the proxy fetching it again) waits until the
+// deletion is over, so the deletion can neither remove the new data nor
+// leave the index counting a blob that is not on disk.
 //
 // # Readers and writers in progress
 //
@@ -44,14 +52,12 @@
 // so this matters beyond the first open. If busy blobs keep the cache over
 // maxsize, eviction runs again when a reference is released.
 //
-// # Disk full
-//
-// distribution's proxy streams a miss to the client and into an upload
-// through io.MultiWriter, which stops at the first write error. So writers of
-// uploads (…/_uploads/<uuid>/data) swallow write errors such as ENOSPC: they
-// remember the first, report the data as written, and fail Commit with it.
-// The client gets all its bytes and the blob is not cached. maxsize should
-// leave room on the disk for the uploads in flight, which are not accounted.
+// A Stat of blob data pins the blob for ten seconds: distribution's blob
+// server stats a blob, sends the status line and Content-Length, and only
+// then opens the Reader; a blob evicted in between would reach the client
+// as a 200 with a cut body. A Stat does not otherwise count as a use (it
+// neither moves the blob in the LRU order nor records a use on disk), so
+// garbage-collect's Stats of every linked blob change nothing.
 //
 // # Restart, and why there is no journal
 //

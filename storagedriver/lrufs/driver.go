@@ -173,13 +173,21 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf)
 }
 
+// notFound is the error of a missing path. It stays a bare
+// storagedriver.PathNotFoundError value: distribution type-switches on it.
+func notFound(path string) error {
+	return storagedriver.PathNotFoundError{Path: path, DriverName: DriverName}
+}
+
 // GetContent reads a whole file; reading blob data counts as a use.
 func (d *driver) GetContent(ctx context.Context, path string) ([]byte, error) {
 	k, ok := blobDataKey(path)
 	if !ok {
 		return d.StorageDriver.GetContent(ctx, path)
 	}
-	d.idx.acquire(k)
+	if !d.idx.acquireRead(k) {
+		return nil, notFound(path)
+	}
 	defer d.idx.release(ctx, k)
 	b, err := d.StorageDriver.GetContent(ctx, path)
 	switch {
@@ -214,7 +222,9 @@ func (d *driver) PutContent(ctx context.Context, path string, content []byte) er
 	if err := d.idx.makeRoom(ctx, k, int64(len(content))); err != nil {
 		return fmt.Errorf("caching %s (%d bytes): %w", path, len(content), err)
 	}
-	d.idx.acquire(k)
+	if err := d.idx.acquireWrite(ctx, k); err != nil {
+		return err
+	}
 	defer d.idx.releaseWrite(ctx, k)
 	if !d.sameContent(path, content) {
 		if err := d.StorageDriver.PutContent(ctx, path, content); err != nil {
@@ -244,7 +254,9 @@ func (d *driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 	if !ok {
 		return d.StorageDriver.Reader(ctx, path, offset)
 	}
-	d.idx.acquire(k)
+	if !d.idx.acquireRead(k) {
+		return nil, notFound(path)
+	}
 	rc, err := d.StorageDriver.Reader(ctx, path, offset)
 	if err != nil {
 		if isNotFound(err) {
@@ -278,10 +290,12 @@ func (r *blobReader) Close() error {
 // until Commit (see uploadWriter).
 func (d *driver) Writer(ctx context.Context, path string, append bool) (storagedriver.FileWriter, error) {
 	if k, ok := blobDataKey(path); ok {
-		d.idx.acquire(k)
+		if err := d.idx.acquireWrite(ctx, k); err != nil {
+			return nil, err
+		}
 		w, err := d.StorageDriver.Writer(ctx, path, append)
 		if err != nil {
-			d.idx.release(ctx, k)
+			d.idx.releaseWrite(ctx, k)
 			return nil, err
 		}
 		return &blobWriter{FileWriter: w, d: d, key: k}, nil
@@ -293,14 +307,26 @@ func (d *driver) Writer(ctx context.Context, path string, append bool) (storaged
 	return &uploadWriter{FileWriter: w, size: w.Size()}, nil
 }
 
-// Stat returns file info; a blob in the index whose data is gone (deleted by
-// garbage-collect in another process) is dropped from the index.
+// Stat returns file info. For blob data: a blob in the index whose data is
+// gone (deleted by garbage-collect in another process) is dropped from the
+// index; a blob being evicted is missing; and a found blob is pinned for
+// statPin, so that it is not evicted between distribution's Stat and its
+// Reader.
 func (d *driver) Stat(ctx context.Context, path string) (storagedriver.FileInfo, error) {
+	k, isBlob := blobDataKey(path)
+	if !isBlob {
+		return d.StorageDriver.Stat(ctx, path)
+	}
+	if d.idx.gone(k) {
+		return nil, notFound(path)
+	}
 	fi, err := d.StorageDriver.Stat(ctx, path)
-	if isNotFound(err) {
-		if _, ok := blobDataKey(path); ok {
-			d.idx.forget(path)
-		}
+	switch {
+	case isNotFound(err):
+		d.idx.forget(path)
+	case err != nil || fi.IsDir():
+	case !d.idx.statted(k):
+		return nil, notFound(path)
 	}
 	return fi, err
 }
@@ -325,7 +351,9 @@ func (d *driver) Move(ctx context.Context, sourcePath string, destPath string) e
 	if err := d.idx.makeRoom(ctx, k, size); err != nil {
 		return fmt.Errorf("caching %s (%d bytes): %w", destPath, size, err)
 	}
-	d.idx.acquire(k)
+	if err := d.idx.acquireWrite(ctx, k); err != nil {
+		return err
+	}
 	defer d.idx.releaseWrite(ctx, k)
 	if err := d.StorageDriver.Move(ctx, sourcePath, destPath); err != nil {
 		return err

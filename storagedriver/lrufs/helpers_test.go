@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -53,6 +54,9 @@ type countingDriver struct {
 	// failAfterFn, if set, makes writes to a path fail with errNoSpace
 	// after the returned number of bytes (-1: never).
 	failAfterFn func(path string) int64
+	// onDelete, if set, is called before each Delete is passed on (a test
+	// holds a deletion there to see what runs meanwhile).
+	onDelete func(path string)
 }
 
 func (c *countingDriver) count(op string) {
@@ -74,6 +78,12 @@ func (c *countingDriver) PutContent(ctx context.Context, path string, content []
 
 func (c *countingDriver) Delete(ctx context.Context, path string) error {
 	c.count("Delete")
+	c.mu.Lock()
+	hook := c.onDelete
+	c.mu.Unlock()
+	if hook != nil {
+		hook(path)
+	}
 	return c.StorageDriver.Delete(ctx, path)
 }
 
@@ -110,6 +120,13 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 	}
 	w.left -= int64(len(p))
 	return w.FileWriter.Write(p)
+}
+
+// setOnDelete sets the Delete hook.
+func (c *countingDriver) setOnDelete(fn func(path string)) {
+	c.mu.Lock()
+	c.onDelete = fn
+	c.mu.Unlock()
 }
 
 // testEnv is a Driver over a counting filesystem driver in a temp dir,
@@ -208,30 +225,18 @@ func (e *testEnv) putManifest(content []byte) string {
 	return p
 }
 
+// exists reports whether the file at p is on disk. It looks at the disk,
+// not through the driver, whose Stat of blob data pins the blob.
 func (e *testEnv) exists(p string) bool {
 	e.t.Helper()
-	_, err := e.d.Stat(context.Background(), p)
+	_, err := os.Stat(filepath.Join(e.root, filepath.FromSlash(p)))
 	if err == nil {
 		return true
 	}
-	if !isNotFound(err) {
-		e.t.Fatalf("Stat(%s): %v", p, err)
+	if !errors.Is(err, fs.ErrNotExist) {
+		e.t.Fatalf("stat %s: %v", p, err)
 	}
 	return false
-}
-
-func (e *testEnv) read(p string) []byte {
-	e.t.Helper()
-	rc, err := e.d.Reader(context.Background(), p, 0)
-	if err != nil {
-		e.t.Fatalf("Reader(%s): %v", p, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		e.t.Fatalf("reading %s: %v", p, err)
-	}
-	return b
 }
 
 // metric returns the value of the counter or gauge name in e's registry.
@@ -255,8 +260,22 @@ func (e *testEnv) metric(name string) float64 {
 	return 0
 }
 
+func (e *testEnv) read(p string) []byte {
+	e.t.Helper()
+	rc, err := e.d.Reader(context.Background(), p, 0)
+	if err != nil {
+		e.t.Fatalf("Reader(%s): %v", p, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		e.t.Fatalf("reading %s: %v", p, err)
+	}
+	return b
+}
+
 // checkIndexMatchesDisk fails t unless the index holds exactly the blob data
-// files on disk, at their sizes, and no entry is left busy.
+// files on disk, at their sizes, and no entry is left busy or half deleted.
 func checkIndexMatchesDisk(t *testing.T, e *testEnv) {
 	t.Helper()
 	onDisk := map[blobKey]int64{}
@@ -291,8 +310,8 @@ func checkIndexMatchesDisk(t *testing.T, e *testEnv) {
 	defer x.mu.Unlock()
 	var indexed int64
 	for k, en := range x.entries {
-		if en.refs != 0 || !en.indexed {
-			t.Errorf("entry %s left with refs %d, indexed %v", k, en.refs, en.indexed)
+		if en.refs != 0 || en.gone != nil || !en.indexed {
+			t.Errorf("entry %s left with refs %d, gone %v, indexed %v", k, en.refs, en.gone != nil, en.indexed)
 		}
 		if size, ok := onDisk[k]; !ok || size != en.size {
 			t.Errorf("index holds %s at %d bytes; on disk: %v, %d bytes", k, en.size, ok, size)

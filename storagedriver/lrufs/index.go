@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,8 +17,14 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// entry is one blob known to the index: stored (indexed) and/or in use
-// (refs > 0). An entry stays in the map while either holds.
+// statPin is how long a Stat of blob data keeps the blob from eviction:
+// distribution stats a blob, writes the response headers, then opens its
+// Reader, and a blob evicted in between would be a 200 with a cut body.
+const statPin = 10 * time.Second
+
+// entry is one blob known to the index: stored (indexed), in use
+// (refs > 0), and/or being deleted (gone != nil). An entry stays in the
+// map while any of these holds.
 type entry struct {
 	key     blobKey
 	size    int64
@@ -25,11 +32,17 @@ type entry struct {
 	elem    *list.Element // position in index.lru while indexed
 	refs    int           // open Readers, writes in progress
 	stamped time.Time     // last use written to the data file's mtime
+	pinned  time.Time     // not evicted before this time (a Stat of its data)
+	// gone is non-nil while the blob's directory is being deleted (evicted),
+	// outside the lock; it is closed when the
+	// deletion is over. Meanwhile readers find the blob missing and writers
+	// wait, so that nobody resurrects it or writes data the deletion removes.
+	gone chan struct{}
 }
 
-// index is the in-memory LRU of blob data. All fields are guarded by mu;
-// evictions delete files while holding mu, so that a blob is never deleted
-// between a reader taking a reference and opening the file.
+// index is the in-memory LRU of blob data. All fields are guarded by mu.
+// Files are deleted outside mu: a blob chosen for deletion is first taken
+// out of the LRU and marked gone under mu (see entry.gone).
 type index struct {
 	mu      sync.Mutex
 	entries map[blobKey]*entry
@@ -46,56 +59,97 @@ type index struct {
 	metrics       *driverMetrics
 }
 
-// acquire takes a reference on k, creating an unindexed entry if needed.
-// A referenced blob is never evicted.
-func (x *index) acquire(k blobKey) {
-	x.mu.Lock()
-	x.acquireLocked(k)
-	x.mu.Unlock()
-}
-
-func (x *index) acquireLocked(k blobKey) *entry {
+// entryLocked returns k's entry, creating an unindexed one if needed.
+func (x *index) entryLocked(k blobKey) *entry {
 	e := x.entries[k]
 	if e == nil {
 		e = &entry{key: k}
 		x.entries[k] = e
 	}
-	e.refs++
 	return e
 }
 
-// release drops a reader's reference taken by acquire. If the index is over
-// its bound (because busy blobs could not be evicted earlier), it evicts now,
-// least recently used first.
+// acquireRead takes a reader's reference on k, so that it is not evicted
+// until release. It fails when k is being deleted: the caller reports the
+// blob missing.
+func (x *index) acquireRead(k blobKey) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e := x.entries[k]; e != nil && e.gone != nil {
+		return false
+	}
+	x.entryLocked(k).refs++
+	return true
+}
+
+// acquireWrite takes a writer's reference on k, first waiting for a
+// deletion of k in progress to finish, so that the deletion cannot remove
+// what is written. Release it with releaseWrite.
+func (x *index) acquireWrite(ctx context.Context, k blobKey) error {
+	for {
+		x.mu.Lock()
+		e := x.entries[k]
+		if e == nil || e.gone == nil {
+			break
+		}
+		gone := e.gone
+		x.mu.Unlock()
+		select {
+		case <-gone:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the deletion of blob %s: %w", k, ctx.Err())
+		}
+	}
+	defer x.mu.Unlock()
+	x.entryLocked(k).refs++
+	return nil
+}
+
+// release drops a reader's reference taken by acquireRead. If the index is
+// over its bound (because busy blobs could not be evicted earlier), it
+// evicts now, least recently used first.
 func (x *index) release(ctx context.Context, k blobKey) {
-	x.releaseKeep(ctx, k, "")
+	x.releaseRef(ctx, k, false)
 }
 
 // releaseWrite drops a writer's reference; a bound crossed because the other
 // blobs were busy is enforced without evicting the blob just written.
 func (x *index) releaseWrite(ctx context.Context, k blobKey) {
-	x.releaseKeep(ctx, k, k)
+	x.releaseRef(ctx, k, true)
 }
 
-func (x *index) releaseKeep(ctx context.Context, k, keep blobKey) {
+func (x *index) releaseRef(ctx context.Context, k blobKey, write bool) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	e := x.entries[k]
 	if e == nil {
+		x.mu.Unlock()
 		return
 	}
 	e.refs--
-	if e.refs <= 0 && !e.indexed {
-		delete(x.entries, k)
+	var keep blobKey
+	if write {
+		keep = k
 	}
+	x.dropIdleLocked(e)
+	var victims []*entry
 	if x.maxSize > 0 && x.size > x.maxSize {
-		x.evictLocked(ctx, 0, keep)
+		victims = x.pickVictimsLocked(0, keep)
+	}
+	x.mu.Unlock()
+	x.deleteAll(ctx, victims)
+}
+
+// dropIdleLocked removes e from the map once nothing holds it.
+func (x *index) dropIdleLocked(e *entry) {
+	if e.refs <= 0 && !e.indexed && e.gone == nil && x.entries[e.key] == e {
+		delete(x.entries, e.key)
 	}
 }
 
 // makeRoom evicts ahead of adding size bytes for blob k (which replaces
-// k's current size, if indexed). It fails with ErrBlobTooLarge if the blob
-// alone exceeds the bound.
+// k's current size, if indexed), and returns once the evicted blobs are
+// deleted. It fails with ErrBlobTooLarge if the blob alone exceeds the
+// bound.
 func (x *index) makeRoom(ctx context.Context, k blobKey, size int64) error {
 	if x.maxSize <= 0 {
 		return nil
@@ -104,44 +158,21 @@ func (x *index) makeRoom(ctx context.Context, k blobKey, size int64) error {
 		return ErrBlobTooLarge
 	}
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	need := size
 	if e := x.entries[k]; e != nil && e.indexed {
 		need -= e.size
 	}
+	var victims []*entry
 	if x.size+need > x.maxSize {
-		x.evictLocked(ctx, need, k)
+		victims = x.pickVictimsLocked(need, k)
 	}
+	x.mu.Unlock()
+	x.deleteAll(ctx, victims)
 	return nil
 }
 
-// evictLocked deletes least recently used blobs that are not busy and are
-// not keep, until the index plus need bytes fits under the low-water mark.
-func (x *index) evictLocked(ctx context.Context, need int64, keep blobKey) {
-	target := x.lowWater - need
-	for el := x.lru.Back(); el != nil && x.size > target; {
-		e := el.Value.(*entry)
-		el = el.Prev()
-		if e.refs > 0 || e.key == keep {
-			continue
-		}
-		err := x.inner.Delete(ctx, e.key.dir())
-		var nf storagedriver.PathNotFoundError
-		if err != nil && !errors.As(err, &nf) {
-			// Forget it anyway: a blob we cannot delete must not stop
-			// eviction; a restart will find it again.
-			x.log.WithError(err).WithField("blob", string(e.key)).Warn("lrufilesystem: evicting blob")
-		} else {
-			x.metrics.evictions.Inc()
-			x.metrics.evictedBytes.Add(float64(e.size))
-			x.log.WithField("blob", string(e.key)).WithField("size", e.size).Debug("lrufilesystem: evicted blob")
-		}
-		x.unindexLocked(e)
-	}
-}
-
 // unindexLocked removes e from the LRU; the entry itself stays while it is
-// referenced.
+// referenced or being deleted.
 func (x *index) unindexLocked(e *entry) {
 	if e.indexed {
 		x.lru.Remove(e.elem)
@@ -149,20 +180,19 @@ func (x *index) unindexLocked(e *entry) {
 		e.indexed = false
 		x.size -= e.size
 	}
-	if e.refs <= 0 {
-		delete(x.entries, e.key)
-	}
+	x.dropIdleLocked(e)
 }
 
 // insert records blob k as stored with the given size and used now, and
-// writes the use to the data file's mtime.
+// writes the use to the data file's mtime. A blob being deleted is not
+// indexed again: it is going away.
 func (x *index) insert(ctx context.Context, k blobKey, size int64) {
 	now := x.now()
 	x.mu.Lock()
-	e := x.entries[k]
-	if e == nil {
-		e = &entry{key: k}
-		x.entries[k] = e
+	e := x.entryLocked(k)
+	if e.gone != nil {
+		x.mu.Unlock()
+		return
 	}
 	if e.indexed {
 		x.size += size - e.size
@@ -174,11 +204,13 @@ func (x *index) insert(ctx context.Context, k blobKey, size int64) {
 	}
 	e.size = size
 	e.stamped = now
+	var victims []*entry
 	if x.maxSize > 0 && x.size > x.maxSize {
-		x.evictLocked(ctx, 0, k)
+		victims = x.pickVictimsLocked(0, k)
 	}
 	x.mu.Unlock()
 	x.stamp(k, now)
+	x.deleteAll(ctx, victims)
 }
 
 // use records a read of (or a write to) blob k. It returns false if k is not
@@ -258,16 +290,46 @@ func (x *index) fullPath(p string) string {
 	return filepath.Join(x.root, filepath.FromSlash(p))
 }
 
+// storedBlob is a blob data file found on disk.
+type storedBlob struct {
+	key   blobKey
+	size  int64
+	mtime time.Time
+}
+
 // load rebuilds the index from the files under blobsRoot, ordered by their
 // modification times (the recorded last use). It reads directories with
 // os.ReadDir and stats each data file once: no journal is needed.
 func (x *index) load() error {
-	type found struct {
-		key   blobKey
-		size  int64
-		mtime time.Time
+	var all []storedBlob
+	err := x.scan(context.Background(), func(b storedBlob) error {
+		all = append(all, b)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	var all []found
+	slices.SortFunc(all, func(a, b storedBlob) int {
+		if c := a.mtime.Compare(b.mtime); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.key), string(b.key))
+	})
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, f := range all {
+		e := &entry{key: f.key, size: f.size, indexed: true, stamped: f.mtime}
+		e.elem = x.lru.PushFront(e)
+		x.entries[f.key] = e
+		x.size += f.size
+	}
+	return nil
+}
+
+// scan calls fn for every blob data file on disk (a regular file at
+// blobs/<alg>/<xx>/<hex>/data), in directory order. A blob deleted during
+// the scan is skipped.
+func (x *index) scan(ctx context.Context, fn func(storedBlob) error) error {
 	top := x.fullPath(blobsRoot)
 	algs, err := os.ReadDir(top)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -289,43 +351,45 @@ func (x *index) load() error {
 			if !prefix.IsDir() {
 				continue
 			}
-			prefixDir := filepath.Join(algDir, prefix.Name())
-			blobs, err := os.ReadDir(prefixDir)
-			if err != nil {
+			if err := ctx.Err(); err != nil {
 				return err
 			}
-			for _, b := range blobs {
-				k, ok := keyOf(alg.Name(), prefix.Name(), b.Name())
-				if !ok || !b.IsDir() {
-					continue
-				}
-				fi, err := os.Lstat(filepath.Join(prefixDir, b.Name(), "data"))
-				if err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						continue
-					}
-					return err
-				}
-				if !fi.Mode().IsRegular() {
-					continue
-				}
-				all = append(all, found{key: k, size: fi.Size(), mtime: fi.ModTime()})
+			if err := scanPrefix(filepath.Join(algDir, prefix.Name()), alg.Name(), prefix.Name(), fn); err != nil {
+				return err
 			}
 		}
 	}
-	slices.SortFunc(all, func(a, b found) int {
-		if c := a.mtime.Compare(b.mtime); c != 0 {
-			return c
+	return nil
+}
+
+// scanPrefix calls fn for the blob data files in one blobs/<alg>/<xx>
+// directory.
+func scanPrefix(dir, alg, prefix string, fn func(storedBlob) error) error {
+	blobs, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, b := range blobs {
+		k, ok := keyOf(alg, prefix, b.Name())
+		if !ok || !b.IsDir() {
+			continue
 		}
-		return strings.Compare(string(a.key), string(b.key))
-	})
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for _, f := range all {
-		e := &entry{key: f.key, size: f.size, indexed: true, stamped: f.mtime}
-		e.elem = x.lru.PushFront(e)
-		x.entries[f.key] = e
-		x.size += f.size
+		fi, err := os.Lstat(filepath.Join(dir, b.Name(), "data"))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			continue
+		}
+		if err := fn(storedBlob{key: k, size: fi.Size(), mtime: fi.ModTime()}); err != nil {
+			return err
+		}
 	}
 	return nil
 }

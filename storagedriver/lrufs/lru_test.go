@@ -383,8 +383,8 @@ func TestDeleteForgets(t *testing.T) {
 	if err := os.RemoveAll(filepath.Dir(filepath.Join(e.root, b))); err != nil {
 		t.Fatal(err)
 	}
-	if e.exists(b) {
-		t.Fatal("b still exists")
+	if _, err := e.d.Stat(ctx, b); !isNotFound(err) {
+		t.Fatalf("Stat of a deleted blob = %v, want PathNotFoundError", err)
 	}
 	if got := e.d.Stats().Blobs; got != 2 {
 		t.Errorf("after an external delete and Stat: %d blobs, want 2", got)

@@ -43,7 +43,9 @@ func (d *Driver) OpenLinked(ctx context.Context, repo string, dgst digest.Digest
 	if err != nil || string(b) != dgst.String() {
 		return nil, nil, ErrNotLinked
 	}
-	d.idx.acquire(k)
+	if !d.idx.acquireRead(k) {
+		return nil, nil, fmt.Errorf("%w: blob %s is being deleted", ErrNotLinked, k)
+	}
 	f, err = os.Open(d.idx.fullPath(k.dataPath()))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -95,7 +97,9 @@ func (d *Driver) adoptData(ctx context.Context, k blobKey, file, data string, si
 	if err := d.idx.makeRoom(ctx, k, size); err != nil {
 		return fmt.Errorf("caching %s (%d bytes): %w", k, size, err)
 	}
-	d.idx.acquire(k)
+	if err := d.idx.acquireWrite(ctx, k); err != nil {
+		return err
+	}
 	defer d.idx.releaseWrite(ctx, k)
 	f, err := os.OpenFile(file, os.O_RDWR, 0) //nolint:gosec // the caller's own spool file
 	if err != nil {
