@@ -36,6 +36,7 @@ type handler struct {
 	served   func(kind string, hit bool, bytes int64)
 
 	files        BlobFiles // blob hits served from their files (blobfiles.go)
+	tagHeads     bool      // HEADs by tag answered from ECR's HEAD and the cache (taghead.go)
 	filesAccess  distauth.AccessController
 	filesHeaders http.Header
 }
@@ -80,7 +81,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, rec := withRecorder(r.Context())
 	rw := &readWriter{ResponseWriter: w, upstream: h.upstream, start: time.Now(), rec: rec,
 		content: !strings.HasSuffix(r.URL.Path, "/tags/list")}
-	if h.files == nil || !h.serveBlobFile(rw, r.WithContext(ctx)) {
+	served := h.files != nil && h.serveBlobFile(rw, r.WithContext(ctx))
+	served = served || h.tagHeads && h.serveTagHead(rw, r.WithContext(ctx))
+	if !served {
 		h.next.ServeHTTP(rw, r.WithContext(ctx))
 	}
 	if rw.cacheStatus != "" && r.Method == http.MethodGet {

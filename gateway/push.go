@@ -193,6 +193,9 @@ func (w write) hasUpload() bool { return w.kind >= uploadStatus && w.kind <= upl
 // match classifies r with distribution's own routes; reads and anything
 // else are not writes.
 func (p *Passthrough) match(r *http.Request) (write, bool) {
+	if r.Method == http.MethodHead {
+		return write{}, false // no write, and the upload status is a GET
+	}
 	if r.Method == http.MethodGet {
 		if sm := referrersPath.FindStringSubmatch(strings.TrimPrefix(r.URL.Path, p.prefix)); sm != nil {
 			return write{kind: referrersList, repo: sm[1], ref: sm[2]}, true

@@ -20,10 +20,10 @@ import (
 
 func TestWritableDirs(t *testing.T) {
 	spoolOutside := writeFile(t, "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/cache\nproxy:\n  remoteurl: "+seedECR+
-		"\necr:\n  spooldir: /var/spool/ecr\n")
+		"\necr:\n  push: anonymous\n  spooldir: /var/spool/ecr\n")
 	spoolInside := writeFile(t, "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/cache/\nproxy:\n  remoteurl: "+seedECR+
-		"\necr:\n  spooldir: /srv/cache/spool\n")
-	inmemory := writeFile(t, "version: 0.1\nstorage:\n  inmemory: {}\nproxy:\n  remoteurl: "+seedECR+"\n")
+		"\necr:\n  push: anonymous\n  spooldir: /srv/cache/spool\n")
+	inmemory := writeFile(t, "version: 0.1\nstorage:\n  inmemory: {}\nproxy:\n  remoteurl: "+seedECR+"\necr:\n  push: anonymous\n")
 	for _, c := range []struct {
 		name, path string
 		lookup     lookupFunc

@@ -153,6 +153,9 @@ func serve(ctx context.Context, s *settings) error {
 		if files != nil && s.dist.HTTP.Prefix == "" {
 			opts = append(opts, gateway.WithBlobFiles(files, clientAuth, s.dist.HTTP.Headers))
 		}
+		if push != nil && s.ecr.TagTTL == 0 {
+			opts = append(opts, gateway.WithTagHeads(s.dist.HTTP.Headers))
+		}
 		if push != nil {
 			opts = append(opts, gateway.WithPassthrough(push))
 		}
