@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"syscall"
 
 	"github.com/distribution/distribution/v3/configuration"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -51,12 +55,29 @@ const gcBlobsRoot = "/docker/registry/v2/blobs"
 // and constructs the driver with the same factory. It needs nothing else: no
 // AWS credentials, no region, no upstream. Any error along the way falls
 // through to distribution's command, which reports it.
+//
+// It also refuses to run while a proxy serves from the same cache (see
+// lockCache): distribution's mark and sweep sees only what is linked at
+// the moment it marks, and would delete a blob a pull or push is writing
+// or has just linked.
 func wrapGarbageCollect(gc *cobra.Command) {
 	run := gc.Run
 	gc.Run = func(cmd *cobra.Command, args []string) {
 		ctx := cmd.Context()
 		if ctx == nil {
 			ctx = context.Background()
+		}
+		if cfg := gcConfig(args); cfg != nil {
+			if root, ok := cfg.Storage.Parameters()["rootdirectory"].(string); ok && root != "" {
+				lock, err := lockCache(root, true)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "Error:", err)
+					os.Exit(1)
+				}
+				if lock != nil {
+					defer lock.Close() //nolint:errcheck // releases the lock
+				}
+			}
 		}
 		if where, empty := emptyStorage(ctx, args); empty {
 			if quiet, _ := cmd.Flags().GetBool("quiet"); !quiet {
@@ -68,23 +89,90 @@ func wrapGarbageCollect(gc *cobra.Command) {
 	}
 }
 
-// emptyStorage reports whether the storage configured by args holds no blob
-// data, and describes the storage.
-func emptyStorage(ctx context.Context, args []string) (string, bool) {
+// gcConfig reads the configuration garbage-collect is given, as
+// distribution's command does, or nil on any error (which distribution's
+// command then reports).
+func gcConfig(args []string) *configuration.Configuration {
 	path := os.Getenv("REGISTRY_CONFIGURATION_PATH")
 	if len(args) > 0 {
 		path = args[0]
 	}
 	if path == "" {
-		return "", false
+		return nil
 	}
 	f, err := os.Open(path) //nolint:gosec // the operator's configuration file
 	if err != nil {
-		return "", false
+		return nil
 	}
 	defer f.Close() //nolint:errcheck // read only
 	cfg, err := configuration.Parse(f)
 	if err != nil {
+		return nil
+	}
+	return cfg
+}
+
+// cacheLockName is the lock file in a filesystem cache's root directory:
+// serve holds a shared lock on it while it runs, garbage-collect an
+// exclusive one.
+const cacheLockName = ".ecr-proxy.lock"
+
+// lockCache takes the cache lock of the cache at root: shared for serve
+// (several proxies may share a cache), exclusive for garbage-collect;
+// either fails at once, with what to do, when the other holds it. The
+// lock lasts until the returned file is closed or the process exits.
+func lockCache(root string, exclusive bool) (*os.File, error) {
+	path := filepath.Join(root, cacheLockName)
+	flags := os.O_RDONLY | os.O_CREATE
+	if exclusive {
+		flags = os.O_RDONLY // garbage-collect writes nothing (see wrapGarbageCollect)
+	}
+	f, err := os.OpenFile(path, flags, 0o644) //nolint:gosec // readable by the proxy's user whoever creates it
+	if exclusive && errors.Is(err, fs.ErrNotExist) {
+		return nil, nil //nolint:nilnil // no proxy has ever served from this cache
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache lock %s: %w", path, err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("cache lock %s: %w", path, err)
+		}
+		if exclusive {
+			return nil, fmt.Errorf("a proxy is serving from the cache %s (it holds %s): stop it before garbage-collect, "+
+				"which would delete blobs the proxy is writing or serving: %w", root, path, err)
+		}
+		return nil, fmt.Errorf("garbage-collect is running on the cache %s (it holds %s): start the proxy when it is done: %w", root, path, err)
+	}
+	return f, nil
+}
+
+// serveLock takes serve's shared cache lock when the cache is a
+// filesystem directory, so that garbage-collect refuses to run meanwhile;
+// closing the returned file releases it.
+func serveLock(s *settings) (io.Closer, error) {
+	switch s.dist.Storage.Type() {
+	case "filesystem", lruDriver:
+	default:
+		return io.NopCloser(nil), nil
+	}
+	root, ok := s.dist.Storage.Parameters()["rootdirectory"].(string)
+	if !ok || root == "" {
+		return io.NopCloser(nil), nil
+	}
+	return lockCache(root, false)
+}
+
+// emptyStorage reports whether the storage configured by args holds no blob
+// data, and describes the storage.
+func emptyStorage(ctx context.Context, args []string) (string, bool) {
+	cfg := gcConfig(args)
+	if cfg == nil {
 		return "", false
 	}
 	name := cfg.Storage.Type()

@@ -19,8 +19,7 @@ import (
 func newHealthcheckCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:          "healthcheck",
-		Short:        "exit 0 when the local proxy answers " + gateway.LivenessPath,
-		Hidden:       true,
+		Short:        "exit 0 when the proxy on this host (PORT, ENABLE_SSL) answers " + gateway.LivenessPath + ": the image's HEALTHCHECK",
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			port := os.Getenv(envPort)

@@ -2,13 +2,15 @@
 // front of one Amazon ECR registry, minting ECR tokens in-process and
 // caching pulled content on a size-bounded disk.
 //
-//	registry serve config.yml
+//	registry serve config.yml       (or, with no file, the seed's variables)
 //	registry garbage-collect [--dry-run] [--delete-untagged] config.yml
+//	registry healthcheck            (the image's HEALTHCHECK)
 //	registry --version
 //
 // It reuses distribution's own commands. Its own "serve" replaces
 // distribution's so that ECR credentials are set up before the server
-// starts; "garbage-collect" and "--version" are distribution's.
+// starts; "garbage-collect" is distribution's, refused while a proxy
+// serves from the same cache (see gc.go).
 package main
 
 import (
@@ -27,6 +29,7 @@ import (
 
 func main() {
 	registry.RootCmd.Run = rootRun
+	describeRoot(registry.RootCmd)
 	registry.RootCmd.RemoveCommand(registry.ServeCmd)
 	registry.RootCmd.AddCommand(withPrivilegeDrop(newServeCmd()), newGetCmd(), newHealthcheckCmd())
 	wrapGarbageCollect(registry.GCCmd)

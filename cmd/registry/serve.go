@@ -36,8 +36,9 @@ import (
 // credentials, then runs distribution's registry.
 func newServeCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:          "serve <config>",
+		Use:          "serve [config.yml]",
 		Short:        "serve pulls from ECR through the local cache, and pushes to ECR",
+		Long:         serveHelp,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := configPath(args, os.LookupEnv)
@@ -106,6 +107,11 @@ func serve(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
+	cacheLock, err := serveLock(s) // garbage-collect refuses to run meanwhile
+	if err != nil {
+		return err
+	}
+	defer cacheLock.Close() //nolint:errcheck // releases the lock
 	puller, err := installPullthrough(s, transport, spool)
 	if err != nil {
 		return err
