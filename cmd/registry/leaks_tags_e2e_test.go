@@ -99,6 +99,7 @@ func TestUnavailableECRServesStale(t *testing.T) {
 	if code, cache, _, _ := getManifest(t, p, "team/stale", "1"); code != http.StatusOK || cache != "HIT" {
 		t.Errorf("ECR back: %d %s, want 200 HIT", code, cache)
 	}
+	must(t, p.Stop()) // its request lines are all written
 	lines := 0
 	for _, l := range p.Lines() {
 		if strings.Contains(l, "msg=request") && strings.Contains(l, "cache_status=STALE") && strings.Contains(l, "stale_reason=") {
