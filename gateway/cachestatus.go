@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ecr-proxy/ecr-proxy/internal/abort"
 	"github.com/ecr-proxy/ecr-proxy/internal/stale"
 )
 
@@ -25,15 +26,18 @@ type fetchRecorder struct {
 	fetched  atomic.Bool
 	refused  atomic.Bool // GuardManifests refused an upstream manifest
 	calls    atomic.Int64
-	upstream atomic.Int64 // nanoseconds until response headers, summed
-	stale    *stale.Note  // why the answer is served stale (pullthrough)
+	upstream atomic.Int64           // nanoseconds until response headers, summed
+	stale    *stale.Note            // why the answer is served stale (pullthrough)
+	cause    atomic.Pointer[string] // why its last upstream round trip failed
+	abort    *abort.Flag            // the response must be aborted (pullthrough)
 }
 
 type recorderKey struct{}
 
 func withRecorder(ctx context.Context) (context.Context, *fetchRecorder) {
 	ctx, note := stale.With(ctx)
-	rec := &fetchRecorder{stale: note}
+	ctx, flag := abort.With(ctx)
+	rec := &fetchRecorder{stale: note, abort: flag}
 	return context.WithValue(ctx, recorderKey{}, rec), rec
 }
 
@@ -77,6 +81,17 @@ func newRequestID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// noteCause records why an upstream round trip made for the request
+// whose context req carries failed.
+func noteCause(req *http.Request, cause string) {
+	if req == nil {
+		return
+	}
+	if rec, ok := req.Context().Value(recorderKey{}).(*fetchRecorder); ok {
+		rec.cause.Store(&cause)
+	}
 }
 
 // noteRefused records that an upstream manifest was refused; r may be nil

@@ -90,6 +90,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.served(contentKind(r.URL.Path), rw.cacheStatus != "MISS", rw.written)
 	}
 	h.logRead(r, rw, rec)
+	if rec.abort.Requested() {
+		// The body could not be completed and its length is unknown:
+		// only dropping the connection tells the client. net/http logs
+		// no stack trace for this panic value.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // logRead writes the request log line of a manifest, blob or tag read:
@@ -118,6 +124,12 @@ func (h *handler) logRead(r *http.Request, rw *readWriter, rec *fetchRecorder) {
 	}
 	if reason := rec.stale.Reason(); reason != "" {
 		fields["stale_reason"] = reason
+	}
+	if rw.cause != "" {
+		fields["upstream_cause"] = rw.cause
+	}
+	if rec.abort.Requested() {
+		fields["aborted"] = true
 	}
 	h.log.WithFields(fields).Info("request")
 }
@@ -155,6 +167,7 @@ type readWriter struct {
 	cacheStatus string // HIT, MISS or STALE, when set on the response
 	written     int64  // body bytes written to the client
 	status      int    // the status sent
+	cause       string // why ECR failed, when the answer was replaced by 503
 }
 
 func (w *readWriter) WriteHeader(code int) {
@@ -192,6 +205,12 @@ func (w *readWriter) WriteHeader(code int) {
 	if (code == http.StatusNotFound || code >= http.StatusInternalServerError) && w.upstream.FailedSince(w.start) {
 		w.replaced = true
 		w.status = http.StatusServiceUnavailable
+		// distribution logs the error it meant to answer (such as
+		// "manifest unknown"); the request log says what ECR did.
+		w.cause = w.upstream.Cause()
+		if c := w.rec.cause.Load(); c != nil {
+			w.cause = *c
+		}
 		for k := range w.Header() {
 			w.Header().Del(k)
 		}

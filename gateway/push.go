@@ -43,8 +43,11 @@ const maxPeek = 4 << 10
 // Messages of the answers the passthrough writes itself.
 const (
 	msgPushUnavailable = "the upstream registry could not be reached; retry the push later"
-	msgTokenRenewed    = "the registry credentials expired during the upload and have been renewed; retry the upload"
-	msgManifestTooBig  = "manifest larger than 4 MiB"
+	// msgReferrersUnavailable answers a referrers list, a read that is
+	// not cached, while ECR cannot be reached.
+	msgReferrersUnavailable = "the upstream registry could not be reached and referrers are not cached; retry later"
+	msgTokenRenewed         = "the registry credentials expired during the upload and have been renewed; retry the upload"
+	msgManifestTooBig       = "manifest larger than 4 MiB"
 )
 
 // Passthrough forwards the registry API's writes (blob uploads, manifest
@@ -388,8 +391,11 @@ func (p *Passthrough) errorHandler(w http.ResponseWriter, r *http.Request, err e
 	}
 	w.Header().Set("Retry-After", "1")
 	msg := msgPushUnavailable
-	if errors.Is(err, errTokenRefused) {
+	switch {
+	case errors.Is(err, errTokenRefused):
 		msg = msgTokenRenewed
+	case ex.write.kind == referrersList:
+		msg = msgReferrersUnavailable
 	}
 	writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", msg)
 }

@@ -3,9 +3,12 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
 // Upstream tracks whether ECR answered recently. Feed it every upstream
@@ -16,6 +19,7 @@ type Upstream struct {
 	mu          sync.Mutex
 	lastFailure time.Time
 	lastSuccess time.Time
+	lastCause   string // of the last failure, redacted
 	retryAfter  string // of the last 429 answer
 }
 
@@ -34,6 +38,11 @@ func (u *Upstream) Observe(req *http.Request, resp *http.Response, err error) {
 		return
 	}
 	failed := err != nil || (resp != nil && resp.StatusCode >= http.StatusInternalServerError)
+	var cause string
+	if failed {
+		cause = failureCause(req, resp, err)
+		noteCause(req, cause)
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
@@ -41,6 +50,7 @@ func (u *Upstream) Observe(req *http.Request, resp *http.Response, err error) {
 	}
 	if failed {
 		u.lastFailure = u.now()
+		u.lastCause = cause
 	} else {
 		u.lastSuccess = u.now()
 	}
@@ -52,6 +62,26 @@ func (u *Upstream) FailedSince(t time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return !u.lastFailure.Before(t) && !u.lastSuccess.After(u.lastFailure)
+}
+
+// Cause says why the last failed round trip failed ("" before any).
+func (u *Upstream) Cause() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lastCause
+}
+
+// failureCause describes a failed round trip for the log, without
+// secrets: the request, and ECR's status or the transport error.
+func failureCause(req *http.Request, resp *http.Response, err error) string {
+	what := "ECR"
+	if req != nil {
+		what = req.Method + " " + redact.URL(req.URL)
+	}
+	if err != nil {
+		return what + ": " + redact.Error(err).Error()
+	}
+	return fmt.Sprintf("%s: ECR answered %d %s", what, resp.StatusCode, http.StatusText(resp.StatusCode))
 }
 
 // Healthy reports whether the last round trip succeeded (true before any).

@@ -99,10 +99,7 @@ func hasBlob(t *testing.T, ns distribution.Namespace, repo string, d digest.Dige
 func TestWriteThroughPush(t *testing.T) {
 	t.Parallel()
 	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			testWriteThroughPush(t, store)
-		})
+		t.Run(store, func(t *testing.T) { testWriteThroughPush(t, store) })
 	}
 }
 
@@ -257,10 +254,7 @@ func checkTag(t *testing.T, ns distribution.Namespace, repo, tag string, m inter
 func TestWriteThroughNeverFailsThePush(t *testing.T) {
 	t.Parallel()
 	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			testWriteThroughNeverFailsThePush(t, store)
-		})
+		t.Run(store, func(t *testing.T) { testWriteThroughNeverFailsThePush(t, store) })
 	}
 }
 
@@ -388,10 +382,7 @@ func TestParseRange(t *testing.T) {
 func TestWriteThroughConcurrentUploads(t *testing.T) {
 	t.Parallel()
 	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			testWriteThroughConcurrentUploads(t, store)
-		})
+		t.Run(store, func(t *testing.T) { testWriteThroughConcurrentUploads(t, store) })
 	}
 }
 
@@ -407,18 +398,17 @@ func testWriteThroughConcurrentUploads(t *testing.T, store string) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-	// send answers the status and the Location.
-	send := func(method, url string, body []byte) (int, string, error) {
+	send := func(method, url string, body []byte) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 		if err != nil {
-			return 0, "", err
+			return nil, err
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return 0, "", err
+			return nil, err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode, resp.Header.Get("Location"), resp.Body.Close()
+		return resp, resp.Body.Close()
 	}
 
 	digests := make([][]digest.Digest, workers)
@@ -429,11 +419,12 @@ func testWriteThroughConcurrentUploads(t *testing.T, store string) {
 				data := make([]byte, 64<<10)
 				_, _ = rand.Read(data)
 				d := digest.FromBytes(data)
-				status, loc, err := send(http.MethodPost, gw.URL+"/v2/team/many/blobs/uploads/", nil)
-				if err != nil || status != http.StatusAccepted {
-					t.Errorf("upload %d.%d: POST: %d %v", i, j, status, err)
+				resp, err := send(http.MethodPost, gw.URL+"/v2/team/many/blobs/uploads/", nil)
+				if err != nil || resp.StatusCode != http.StatusAccepted {
+					t.Errorf("upload %d.%d: POST: %v %v", i, j, resp, err)
 					return
 				}
+				loc := resp.Header.Get("Location")
 				if !strings.HasPrefix(loc, "http") {
 					loc = gw.URL + loc
 				}
@@ -441,9 +432,9 @@ func testWriteThroughConcurrentUploads(t *testing.T, store string) {
 				if strings.Contains(loc, "?") {
 					sep = "&"
 				}
-				status, _, err = send(http.MethodPut, loc+sep+"digest="+d.String(), data)
-				if err != nil || status != http.StatusCreated {
-					t.Errorf("upload %d.%d: PUT: %d %v", i, j, status, err)
+				resp, err = send(http.MethodPut, loc+sep+"digest="+d.String(), data)
+				if err != nil || resp.StatusCode != http.StatusCreated {
+					t.Errorf("upload %d.%d: PUT: %v %v", i, j, resp, err)
 					return
 				}
 				digests[i] = append(digests[i], d)

@@ -58,6 +58,7 @@ type Emulator struct {
 	paceEvery       time.Duration
 	stall           *stallState
 	s3Break         S3Break // BreakS3
+	chunkBlobs      bool    // ChunkBlobs
 	closing         chan struct{}
 }
 

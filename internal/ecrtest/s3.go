@@ -85,7 +85,7 @@ func (e *Emulator) serveS3(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	p, ok := e.presigned[r.URL.Query().Get("X-Amz-Signature")]
 	now := e.cfg.clock()
-	cutAfter, corruptAt, stall := e.cutAfter, e.corruptAt, e.stall
+	cutAfter, corruptAt, stall, chunked := e.cutAfter, e.corruptAt, e.stall, e.chunkBlobs
 	pace := pacing{bytes: e.paceBytes, every: e.paceEvery}
 	e.mu.Unlock()
 	if !ok || p.path != r.URL.Path {
@@ -109,7 +109,7 @@ func (e *Emulator) serveS3(w http.ResponseWriter, r *http.Request) {
 			inner.Header.Set(h, v)
 		}
 	}
-	bw := &blobWriter{ResponseWriter: w, ctx: r.Context(), closing: e.closing, cutAfter: cutAfter, corruptAt: corruptAt, stall: stall, pace: pace}
+	bw := &blobWriter{ResponseWriter: w, ctx: r.Context(), closing: e.closing, cutAfter: cutAfter, corruptAt: corruptAt, stall: stall, pace: pace, chunked: chunked}
 	e.backing.ServeHTTP(bw, inner)
 }
 
@@ -123,6 +123,7 @@ type blobWriter struct {
 	corruptAt   int64
 	pace        pacing
 	stall       *stallState
+	chunked     bool // ChunkBlobs: no Content-Length
 	written     int64
 	wroteHeader bool
 	aborted     bool
@@ -137,6 +138,9 @@ func (b *blobWriter) WriteHeader(code int) {
 	h.Del(apiVersionHeader)
 	h.Del("Docker-Content-Digest")
 	h.Set("Server", "AmazonS3")
+	if b.chunked {
+		h.Del("Content-Length")
+	}
 	b.ResponseWriter.WriteHeader(code)
 }
 

@@ -51,3 +51,11 @@ func (e *Emulator) breakS3(w http.ResponseWriter, r *http.Request) bool {
 	}
 	return false
 }
+
+// ChunkBlobs makes S3 send blob bodies without Content-Length (chunked),
+// so that their size is unknown until they end.
+func (e *Emulator) ChunkBlobs(on bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.chunkBlobs = on
+}
