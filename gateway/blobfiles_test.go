@@ -93,7 +93,12 @@ func TestBlobFilesAnswerAsTheApp(t *testing.T) {
 	defer plain.Close()
 	dgst, data := la.put(t, "team/app", 300<<10)
 
-	get := func(base, method, path string, header ...string) (*http.Response, []byte) {
+	// get answers the status, the header and the body, read and closed.
+	type answer struct {
+		StatusCode int
+		Header     http.Header
+	}
+	get := func(base, method, path string, header ...string) (answer, []byte) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), method, base+path, nil)
 		if err != nil {
@@ -111,7 +116,7 @@ func TestBlobFilesAnswerAsTheApp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return resp, b
+		return answer{resp.StatusCode, resp.Header}, b
 	}
 	blob := "/v2/team/app/blobs/" + dgst.String()
 	for _, tt := range []struct {

@@ -99,7 +99,10 @@ func hasBlob(t *testing.T, ns distribution.Namespace, repo string, d digest.Dige
 func TestWriteThroughPush(t *testing.T) {
 	t.Parallel()
 	for _, store := range stores {
-		t.Run(store, func(t *testing.T) { testWriteThroughPush(t, store) })
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			testWriteThroughPush(t, store)
+		})
 	}
 }
 
@@ -254,7 +257,10 @@ func checkTag(t *testing.T, ns distribution.Namespace, repo, tag string, m inter
 func TestWriteThroughNeverFailsThePush(t *testing.T) {
 	t.Parallel()
 	for _, store := range stores {
-		t.Run(store, func(t *testing.T) { testWriteThroughNeverFailsThePush(t, store) })
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			testWriteThroughNeverFailsThePush(t, store)
+		})
 	}
 }
 
@@ -382,7 +388,10 @@ func TestParseRange(t *testing.T) {
 func TestWriteThroughConcurrentUploads(t *testing.T) {
 	t.Parallel()
 	for _, store := range stores {
-		t.Run(store, func(t *testing.T) { testWriteThroughConcurrentUploads(t, store) })
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			testWriteThroughConcurrentUploads(t, store)
+		})
 	}
 }
 
@@ -398,17 +407,18 @@ func testWriteThroughConcurrentUploads(t *testing.T, store string) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-	send := func(method, url string, body []byte) (*http.Response, error) {
+	// send answers the status and the Location.
+	send := func(method, url string, body []byte) (int, string, error) {
 		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 		if err != nil {
-			return nil, err
+			return 0, "", err
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, err
+			return 0, "", err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp, resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location"), resp.Body.Close()
 	}
 
 	digests := make([][]digest.Digest, workers)
@@ -419,12 +429,11 @@ func testWriteThroughConcurrentUploads(t *testing.T, store string) {
 				data := make([]byte, 64<<10)
 				_, _ = rand.Read(data)
 				d := digest.FromBytes(data)
-				resp, err := send(http.MethodPost, gw.URL+"/v2/team/many/blobs/uploads/", nil)
-				if err != nil || resp.StatusCode != http.StatusAccepted {
-					t.Errorf("upload %d.%d: POST: %v %v", i, j, resp, err)
+				status, loc, err := send(http.MethodPost, gw.URL+"/v2/team/many/blobs/uploads/", nil)
+				if err != nil || status != http.StatusAccepted {
+					t.Errorf("upload %d.%d: POST: %d %v", i, j, status, err)
 					return
 				}
-				loc := resp.Header.Get("Location")
 				if !strings.HasPrefix(loc, "http") {
 					loc = gw.URL + loc
 				}
@@ -432,9 +441,9 @@ func testWriteThroughConcurrentUploads(t *testing.T, store string) {
 				if strings.Contains(loc, "?") {
 					sep = "&"
 				}
-				resp, err = send(http.MethodPut, loc+sep+"digest="+d.String(), data)
-				if err != nil || resp.StatusCode != http.StatusCreated {
-					t.Errorf("upload %d.%d: PUT: %v %v", i, j, resp, err)
+				status, _, err = send(http.MethodPut, loc+sep+"digest="+d.String(), data)
+				if err != nil || status != http.StatusCreated {
+					t.Errorf("upload %d.%d: PUT: %d %v", i, j, status, err)
 					return
 				}
 				digests[i] = append(digests[i], d)

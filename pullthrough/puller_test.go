@@ -180,13 +180,14 @@ func TestSharedDownloadUnderRace(t *testing.T) {
 		wg.Go(func() {
 			var resp *http.Response
 			lo, hi := 0, len(want)
-			if i%3 == 1 {
+			switch i % 3 {
+			case 1:
 				lo, hi = 1000, 1999
 				resp = r.get(t.Context(), t, dgst, "Range", fmt.Sprintf("bytes=%d-%d", lo, hi-1))
-			} else if i%3 == 2 {
+			case 2:
 				lo = len(want) - 5000
 				resp = r.get(t.Context(), t, dgst, "Range", fmt.Sprintf("bytes=%d-", lo))
-			} else {
+			default:
 				resp = r.get(t.Context(), t, dgst)
 			}
 			defer resp.Body.Close()

@@ -57,12 +57,10 @@ func run(upstream, user, password, dir string) error {
 		return err
 	}
 	f := &floor{upstream: u, user: user, password: password, dir: dir, client: &http.Client{}}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.Director = func(r *http.Request) {
-		r.URL.Scheme, r.URL.Host, r.Host = u.Scheme, u.Host, u.Host
-		r.SetBasicAuth(user, password)
-	}
-	f.pass = rp
+	f.pass = &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(u)
+		pr.Out.SetBasicAuth(user, password)
+	}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
