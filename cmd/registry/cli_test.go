@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"runtime/debug"
 	"strings"
@@ -89,5 +90,24 @@ func TestVCSCommit(t *testing.T) {
 		if got := vcsCommit(tt.settings, "none"); got != tt.want {
 			t.Errorf("vcsCommit(%v) = %q, want %q", tt.settings, got, tt.want)
 		}
+	}
+}
+
+// TestLocalConfigIgnored: a config.yml made from config.yml.example is
+// ignored by git, and the example says what to change to try it as a
+// user who cannot write /cache.
+func TestLocalConfigIgnored(t *testing.T) {
+	if err := exec.CommandContext(t.Context(), "git", "-C", "../..", "rev-parse").Run(); err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	if err := exec.CommandContext(t.Context(), "git", "-C", "../..", "check-ignore", "-q", "config.yml").Run(); err != nil {
+		t.Errorf("config.yml is not ignored by git: %v", err)
+	}
+	example, err := os.ReadFile("../../config.yml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(example), "/tmp/ecr-proxy-cache") {
+		t.Error("config.yml.example does not say which cache directory to use locally")
 	}
 }
