@@ -32,6 +32,7 @@ func main() {
 	describeRoot(registry.RootCmd)
 	registry.RootCmd.RemoveCommand(registry.ServeCmd)
 	registry.RootCmd.AddCommand(withPrivilegeDrop(newServeCmd()), newGetCmd(), newHealthcheckCmd())
+	registry.RootCmd.AddCommand(newVerifyCmd())
 	wrapGarbageCollect(registry.GCCmd)
 	if err := registry.RootCmd.Execute(); err != nil {
 		os.Exit(1)

@@ -59,6 +59,30 @@
 // neither moves the blob in the LRU order nor records a use on disk), so
 // garbage-collect's Stats of every linked blob change nothing.
 //
+// # Integrity
+//
+// Each open of blob data (Stat, Reader, GetContent, OpenLinked) compares
+// the file's size with the size the index recorded when the blob was
+// stored: a cheap check (the Reader's fstat, no hashing) that catches a
+// data file truncated, or rewritten at another length, behind the driver's
+// back. Such a blob is dropped from the cache (its directory deleted, as
+// eviction does, and the ecrproxy_cache_corrupt_blobs_total counter
+// incremented) and reported missing, so distribution's proxy fetches it
+// again. A write in progress, or one that ended since the open began, is
+// not mistaken for corruption. The check cannot see changed bytes at the
+// same length, or a file already damaged when the index was rebuilt at
+// start: Driver.Verify, run by "registry verify", rehashes every blob and
+// drops those that do not match their digest.
+//
+// # Disk full
+//
+// distribution's proxy streams a miss to the client and into an upload
+// through io.MultiWriter, which stops at the first write error. So writers of
+// uploads (…/_uploads/<uuid>/data) swallow write errors such as ENOSPC: they
+// remember the first, report the data as written, and fail Commit with it.
+// The client gets all its bytes and the blob is not cached. maxsize should
+// leave room on the disk for the uploads in flight, which are not accounted.
+//
 // # Restart, and why there is no journal
 //
 // The last use of a blob is recorded as its data file's modification time
@@ -94,7 +118,8 @@
 // UseRegisterer sets), and with nothing when none is given; it never uses
 // prometheus.DefaultRegisterer on its own. ecrproxy_cache_size_bytes and
 // ecrproxy_cache_blobs are gauges of the Driver's index;
-// ecrproxy_cache_evictions_total, ecrproxy_cache_evicted_bytes_total and
-// ecrproxy_cache_blob_reads_total are counters, shared by the Drivers
-// registered with one registry (the gauges then report the first of them).
+// ecrproxy_cache_evictions_total, ecrproxy_cache_evicted_bytes_total,
+// ecrproxy_cache_blob_reads_total and ecrproxy_cache_corrupt_blobs_total
+// are counters, shared by the Drivers registered with one registry (the
+// gauges then report the first of them).
 package lrufs

@@ -162,6 +162,11 @@ func (d *Driver) Stats() Stats {
 	return Stats{Bytes: size, Blobs: n, MaxSize: d.idx.maxSize}
 }
 
+// RootDirectory returns the directory the Driver stores under.
+func (d *Driver) RootDirectory() string {
+	return d.idx.root
+}
+
 // Name returns DriverName.
 func (d *driver) Name() string {
 	return DriverName
@@ -179,27 +184,34 @@ func notFound(path string) error {
 	return storagedriver.PathNotFoundError{Path: path, DriverName: DriverName}
 }
 
-// GetContent reads a whole file; reading blob data counts as a use.
+// GetContent reads a whole file; reading blob data counts as a use. Blob
+// data of another size than the index holds is dropped and reported
+// missing (see sizeOK).
 func (d *driver) GetContent(ctx context.Context, path string) ([]byte, error) {
 	k, ok := blobDataKey(path)
 	if !ok {
 		return d.StorageDriver.GetContent(ctx, path)
 	}
-	if !d.idx.acquireRead(k) {
+	before, ok := d.idx.acquireRead(k)
+	if !ok {
 		return nil, notFound(path)
 	}
 	defer d.idx.release(ctx, k)
 	b, err := d.StorageDriver.GetContent(ctx, path)
-	switch {
-	case err == nil:
-		d.idx.metrics.blobReads.Inc()
-		if !d.idx.use(k) {
-			d.idx.insert(ctx, k, int64(len(b)))
+	if err != nil {
+		if isNotFound(err) {
+			d.idx.forget(path)
 		}
-	case isNotFound(err):
-		d.idx.forget(path)
+		return nil, err
 	}
-	return b, err
+	if !d.idx.sizeOK(ctx, k, before, int64(len(b)), false) {
+		return nil, notFound(path)
+	}
+	d.idx.metrics.blobReads.Inc()
+	if !d.idx.use(k) {
+		d.idx.insert(ctx, k, int64(len(b)))
+	}
+	return b, nil
 }
 
 // PutContent writes a file unless it already holds exactly content, in which
@@ -248,13 +260,16 @@ func (d *driver) sameContent(path string, content []byte) bool {
 }
 
 // Reader opens a file. For blob data it holds a reference until Close, so
-// the blob is not evicted while it is read, and counts as a use.
+// the blob is not evicted while it is read, and counts as a use. Blob data
+// of another size than the index holds is dropped and reported missing, so
+// that distribution fetches it again (see sizeOK).
 func (d *driver) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
 	k, ok := blobDataKey(path)
 	if !ok {
 		return d.StorageDriver.Reader(ctx, path, offset)
 	}
-	if !d.idx.acquireRead(k) {
+	before, ok := d.idx.acquireRead(k)
+	if !ok {
 		return nil, notFound(path)
 	}
 	rc, err := d.StorageDriver.Reader(ctx, path, offset)
@@ -265,11 +280,37 @@ func (d *driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 		d.idx.release(ctx, k)
 		return nil, err
 	}
+	size, known := d.openSize(rc, path)
+	if known && !d.idx.sizeOK(ctx, k, before, size, false) {
+		_ = rc.Close()
+		d.idx.release(ctx, k)
+		return nil, notFound(path)
+	}
 	d.idx.metrics.blobReads.Inc()
 	if !d.idx.use(k) {
-		d.idx.indexExisting(ctx, k)
+		if known {
+			d.idx.insert(ctx, k, size)
+		} else {
+			d.idx.indexExisting(ctx, k)
+		}
 	}
 	return &blobReader{ReadCloser: rc, release: func() { d.idx.release(ctx, k) }}, nil
+}
+
+// openSize returns the size of the file rc reads (the filesystem driver's
+// Reader is an *os.File), else of the file at path.
+func (d *driver) openSize(rc io.ReadCloser, path string) (int64, bool) {
+	var fi os.FileInfo
+	var err error
+	if f, ok := rc.(interface{ Stat() (os.FileInfo, error) }); ok {
+		fi, err = f.Stat()
+	} else {
+		fi, err = os.Stat(d.idx.fullPath(path))
+	}
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0, false
+	}
+	return fi.Size(), true
 }
 
 // blobReader releases its blob's reference on Close.
@@ -309,15 +350,16 @@ func (d *driver) Writer(ctx context.Context, path string, append bool) (storaged
 
 // Stat returns file info. For blob data: a blob in the index whose data is
 // gone (deleted by garbage-collect in another process) is dropped from the
-// index; a blob being evicted is missing; and a found blob is pinned for
-// statPin, so that it is not evicted between distribution's Stat and its
-// Reader.
+// index; data of another size than the index holds is dropped and reported
+// missing; and a found blob is pinned for statPin, so that it is not
+// evicted between distribution's Stat and its Reader.
 func (d *driver) Stat(ctx context.Context, path string) (storagedriver.FileInfo, error) {
 	k, isBlob := blobDataKey(path)
 	if !isBlob {
 		return d.StorageDriver.Stat(ctx, path)
 	}
-	if d.idx.gone(k) {
+	before, gone := d.idx.peek(k)
+	if gone {
 		return nil, notFound(path)
 	}
 	fi, err := d.StorageDriver.Stat(ctx, path)
@@ -325,7 +367,7 @@ func (d *driver) Stat(ctx context.Context, path string) (storagedriver.FileInfo,
 	case isNotFound(err):
 		d.idx.forget(path)
 	case err != nil || fi.IsDir():
-	case !d.idx.statted(k):
+	case !d.idx.sizeOK(ctx, k, before, fi.Size(), true):
 		return nil, notFound(path)
 	}
 	return fi, err

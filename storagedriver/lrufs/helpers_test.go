@@ -310,8 +310,8 @@ func checkIndexMatchesDisk(t *testing.T, e *testEnv) {
 	defer x.mu.Unlock()
 	var indexed int64
 	for k, en := range x.entries {
-		if en.refs != 0 || en.gone != nil || !en.indexed {
-			t.Errorf("entry %s left with refs %d, gone %v, indexed %v", k, en.refs, en.gone != nil, en.indexed)
+		if en.refs != 0 || en.writes != 0 || en.gone != nil || !en.indexed {
+			t.Errorf("entry %s left with refs %d, writes %d, gone %v, indexed %v", k, en.refs, en.writes, en.gone != nil, en.indexed)
 		}
 		if size, ok := onDisk[k]; !ok || size != en.size {
 			t.Errorf("index holds %s at %d bytes; on disk: %v, %d bytes", k, en.size, ok, size)

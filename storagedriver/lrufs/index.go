@@ -31,10 +31,13 @@ type entry struct {
 	indexed bool          // counted in index.size, present in index.lru
 	elem    *list.Element // position in index.lru while indexed
 	refs    int           // open Readers, writes in progress
+	writes  int           // of refs, writes in progress: the file may not be size bytes
+	gen     uint64        // changed when a write starts or ends (index.seq)
 	stamped time.Time     // last use written to the data file's mtime
 	pinned  time.Time     // not evicted before this time (a Stat of its data)
-	// gone is non-nil while the blob's directory is being deleted (evicted),
-	// outside the lock; it is closed when the
+	dropped bool          // deleted since its last write: readers must not index it again
+	// gone is non-nil while the blob's directory is being deleted (evicted,
+	// or dropped as corrupt), outside the lock; it is closed when the
 	// deletion is over. Meanwhile readers find the blob missing and writers
 	// wait, so that nobody resurrects it or writes data the deletion removes.
 	gone chan struct{}
@@ -48,6 +51,7 @@ type index struct {
 	entries map[blobKey]*entry
 	lru     list.List // of *entry, most recently used at the front
 	size    int64     // bytes of indexed blobs
+	seq     uint64    // last write generation handed out
 
 	root          string                      // filesystem root, for Chtimes
 	inner         storagedriver.StorageDriver // deletes evicted blobs
@@ -69,17 +73,25 @@ func (x *index) entryLocked(k blobKey) *entry {
 	return e
 }
 
+// seen is what an open of blob data saw of the blob's entry before it
+// looked at the file, for sizeOK to judge the file by.
+type seen struct {
+	gen     uint64 // the entry's write generation
+	indexed bool   // whether the index held the blob
+}
+
 // acquireRead takes a reader's reference on k, so that it is not evicted
-// until release. It fails when k is being deleted: the caller reports the
-// blob missing.
-func (x *index) acquireRead(k blobKey) bool {
+// until release, and returns what it saw of k (see sizeOK). It fails when
+// k is being deleted: the caller reports the blob missing.
+func (x *index) acquireRead(k blobKey) (seen, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if e := x.entries[k]; e != nil && e.gone != nil {
-		return false
+		return seen{}, false
 	}
-	x.entryLocked(k).refs++
-	return true
+	e := x.entryLocked(k)
+	e.refs++
+	return seen{gen: e.gen, indexed: e.indexed}, true
 }
 
 // acquireWrite takes a writer's reference on k, first waiting for a
@@ -101,7 +113,12 @@ func (x *index) acquireWrite(ctx context.Context, k blobKey) error {
 		}
 	}
 	defer x.mu.Unlock()
-	x.entryLocked(k).refs++
+	e := x.entryLocked(k)
+	e.refs++
+	e.writes++
+	e.dropped = false
+	x.seq++
+	e.gen = x.seq
 	return nil
 }
 
@@ -128,6 +145,9 @@ func (x *index) releaseRef(ctx context.Context, k blobKey, write bool) {
 	e.refs--
 	var keep blobKey
 	if write {
+		e.writes--
+		x.seq++
+		e.gen = x.seq
 		keep = k
 	}
 	x.dropIdleLocked(e)
@@ -136,7 +156,7 @@ func (x *index) releaseRef(ctx context.Context, k blobKey, write bool) {
 		victims = x.pickVictimsLocked(0, keep)
 	}
 	x.mu.Unlock()
-	x.deleteAll(ctx, victims)
+	x.deleteAll(ctx, victims, reasonEvicted)
 }
 
 // dropIdleLocked removes e from the map once nothing holds it.
@@ -167,7 +187,7 @@ func (x *index) makeRoom(ctx context.Context, k blobKey, size int64) error {
 		victims = x.pickVictimsLocked(need, k)
 	}
 	x.mu.Unlock()
-	x.deleteAll(ctx, victims)
+	x.deleteAll(ctx, victims, reasonEvicted)
 	return nil
 }
 
@@ -184,13 +204,14 @@ func (x *index) unindexLocked(e *entry) {
 }
 
 // insert records blob k as stored with the given size and used now, and
-// writes the use to the data file's mtime. A blob being deleted is not
-// indexed again: it is going away.
+// writes the use to the data file's mtime. A blob being deleted, or deleted
+// while a reader held it, is not indexed again by a reader: it is going, or
+// gone, from the disk.
 func (x *index) insert(ctx context.Context, k blobKey, size int64) {
 	now := x.now()
 	x.mu.Lock()
 	e := x.entryLocked(k)
-	if e.gone != nil {
+	if e.gone != nil || (e.dropped && e.writes == 0) {
 		x.mu.Unlock()
 		return
 	}
@@ -210,7 +231,7 @@ func (x *index) insert(ctx context.Context, k blobKey, size int64) {
 	}
 	x.mu.Unlock()
 	x.stamp(k, now)
-	x.deleteAll(ctx, victims)
+	x.deleteAll(ctx, victims, reasonEvicted)
 }
 
 // use records a read of (or a write to) blob k. It returns false if k is not

@@ -18,6 +18,7 @@ type driverMetrics struct {
 	evictions    prometheus.Counter
 	evictedBytes prometheus.Counter
 	blobReads    prometheus.Counter
+	corrupt      prometheus.Counter
 }
 
 func newDriverMetrics() *driverMetrics {
@@ -34,6 +35,10 @@ func newDriverMetrics() *driverMetrics {
 			Name: "ecrproxy_cache_blob_reads_total",
 			Help: "Reads of cached blob data (Reader, GetContent or OpenLinked) that found the blob.",
 		}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ecrproxy_cache_corrupt_blobs_total",
+			Help: "Blobs dropped from the lrufilesystem cache because their data file no longer matched them (size at open, or digest at verify).",
+		}),
 	}
 }
 
@@ -43,7 +48,7 @@ func newDriverMetrics() *driverMetrics {
 // Driver's index.
 func (m *driverMetrics) register(reg prometheus.Registerer, x *index) error {
 	var errs []error
-	for _, c := range []*prometheus.Counter{&m.evictions, &m.evictedBytes, &m.blobReads} {
+	for _, c := range []*prometheus.Counter{&m.evictions, &m.evictedBytes, &m.blobReads, &m.corrupt} {
 		err := reg.Register(*c)
 		var are prometheus.AlreadyRegisteredError
 		switch {

@@ -29,6 +29,11 @@ var ErrNotLinked = errors.New("blob not linked into the repository")
 // use; the blob is not evicted before release is called (and on Linux the
 // open file stays readable even then). repo must be a valid repository
 // name (distribution's reference grammar, so no "..").
+//
+// A data file of another size than the index holds (truncated or
+// rewritten on disk) is dropped from the cache and reported as
+// ErrNotLinked: distribution then finds the blob missing and fetches it
+// again.
 func (d *Driver) OpenLinked(ctx context.Context, repo string, dgst digest.Digest) (f *os.File, release func(), err error) {
 	if err := dgst.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrNotLinked, err)
@@ -43,22 +48,43 @@ func (d *Driver) OpenLinked(ctx context.Context, repo string, dgst digest.Digest
 	if err != nil || string(b) != dgst.String() {
 		return nil, nil, ErrNotLinked
 	}
-	if !d.idx.acquireRead(k) {
+	before, ok := d.idx.acquireRead(k)
+	if !ok {
 		return nil, nil, fmt.Errorf("%w: blob %s is being deleted", ErrNotLinked, k)
 	}
-	f, err = os.Open(d.idx.fullPath(k.dataPath()))
+	f, size, err := d.openData(ctx, k, before)
+	if err != nil {
+		d.idx.release(ctx, k)
+		return nil, nil, err
+	}
+	d.idx.metrics.blobReads.Inc()
+	if !d.idx.use(k) {
+		d.idx.insert(ctx, k, size)
+	}
+	return f, func() { d.idx.release(ctx, k) }, nil
+}
+
+// openData opens the data file of k, on which the caller holds a reader's
+// reference (taken when it saw the index as before), and checks its size
+// against the index.
+func (d *Driver) openData(ctx context.Context, k blobKey, before seen) (*os.File, int64, error) {
+	f, err := os.Open(d.idx.fullPath(k.dataPath()))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			d.idx.forget(k.dataPath())
 		}
-		d.idx.release(ctx, k)
-		return nil, nil, fmt.Errorf("%w: %w", ErrNotLinked, err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrNotLinked, err)
 	}
-	d.idx.metrics.blobReads.Inc()
-	if !d.idx.use(k) {
-		d.idx.indexExisting(ctx, k)
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, 0, fmt.Errorf("%w: %w", ErrNotLinked, err)
 	}
-	return f, func() { d.idx.release(ctx, k) }, nil
+	if !fi.Mode().IsRegular() || !d.idx.sizeOK(ctx, k, before, fi.Size(), false) {
+		_ = f.Close()
+		return nil, 0, fmt.Errorf("%w: blob %s: data file does not match the cache index", ErrNotLinked, k)
+	}
+	return f, fi.Size(), nil
 }
 
 // Adopt moves file, a complete copy of blob dgst (size bytes) whose
