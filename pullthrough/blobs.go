@@ -42,6 +42,10 @@ func (b *blobStore) Stat(ctx context.Context, dgst digest.Digest) (v1.Descriptor
 	}
 	desc, err := local.Stat(ctx, dgst)
 	if err == nil {
+		// distribution resolves the link to the digest the blob is
+		// stored under (sha256); the client asked for dgst, which
+		// distribution's handler passes on to ServeBlob.
+		desc.Digest = dgst
 		return desc, nil
 	}
 	if !errors.Is(err, distribution.ErrBlobUnknown) {
@@ -124,7 +128,9 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 	}
 	// The local store stats before writing anything: on ErrBlobUnknown
-	// nothing was written and the miss path takes over.
+	// nothing was written and the miss path takes over. It names the
+	// blob by the digest it is stored under unless the header is set.
+	w.Header().Set("Docker-Content-Digest", dgst.String())
 	err = local.ServeBlob(ctx, w, r, dgst)
 	if err == nil || !errors.Is(err, distribution.ErrBlobUnknown) {
 		return err
