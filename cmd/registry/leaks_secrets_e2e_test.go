@@ -52,9 +52,9 @@ func TestSecretsNeverLeakOnFailures(t *testing.T) {
 	}
 	blob := "/v2/team/leak/blobs/" + dgst
 	steps := []struct {
-		name        string
+		name      string
 		fail, fix func()
-		path        string
+		path      string
 	}{
 		{"S3 refused", func() { must(t, emu.DownS3()) }, func() { must(t, emu.UpS3()) }, blob},
 		{"S3 drops before answering", func() { emu.BreakS3(ecrtest.S3Drops) }, func() { emu.BreakS3(ecrtest.S3Answers) }, blob},
