@@ -77,4 +77,9 @@ step "Dockerfile lint"
 ./scripts/dockerfile-lint.sh
 
 step "container image (buildah, scratch): build and prove"
-./scripts/image.sh
+image_dir=$(mktemp -d /var/tmp/ecr-proxy-archive.XXXXXX)
+ARCHIVE="$image_dir/ecr-proxy.tar" ./scripts/image.sh
+
+step "the image in docker and containerd: the seed's docker run line, pulls, a push, a mirror, the health check"
+IMAGE_ARCHIVE="$image_dir/ecr-proxy.tar" ./scripts/engines.sh
+rm -rf "$image_dir"
