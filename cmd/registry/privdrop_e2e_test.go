@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,9 +66,28 @@ func seedLineEnv(t *testing.T, port, cacheDir, cert, key string) []string {
 	)
 }
 
+// lockedLog is the output of a process, written by the goroutine that
+// reads it and read by the test.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) WriteString(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // startServe starts `registry serve` with env and waits for its "listening
 // on" line; it is stopped at cleanup.
-func startServe(t *testing.T, env []string, cred *syscall.Credential) (*exec.Cmd, *strings.Builder) {
+func startServe(t *testing.T, env []string, cred *syscall.Credential) (*exec.Cmd, *lockedLog) {
 	t.Helper()
 	cmd := exec.Command(proxyBinary, "serve") //nolint:gosec // the test's own binary
 	cmd.Env = env
@@ -80,7 +100,7 @@ func startServe(t *testing.T, env []string, cred *syscall.Credential) (*exec.Cmd
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &strings.Builder{}
+	logs := &lockedLog{}
 	listening := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
