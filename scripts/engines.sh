@@ -30,8 +30,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# fd 3 is stderr even where a check's own output is silenced (wait_for).
+exec 3>&2
 step() { printf '\n==> %s (%ss)\n' "$*" "$SECONDS"; }
-fail() { printf 'engines.sh: FAIL: %s\n' "$*" >&2; exit 1; }
+fail() { printf 'engines.sh: FAIL: %s\n' "$*" >&3; exit 1; }
 ok() { printf 'ok   %s\n' "$*"; }
 
 [ "$(id -u)" = 0 ] || fail "run as root (dockerd and containerd need it)"
@@ -96,8 +98,9 @@ cleanup() {
       [ -s "$work/$log.log" ] && { echo "--- last lines of $log's log"; tail -n 20 "$work/$log.log"; }
     done
     if [ -n "$dockerd_pid" ]; then
-      echo "--- the proxy's log"
-      docker logs "$name" 2>&1 | tail -n 40
+      docker logs "$name" >"$work/proxy.log" 2>&1
+      echo "--- the proxy's log (all of it in proxy.log, with KEEP=1)"
+      tail -n 40 "$work/proxy.log"
       echo "--- the proxy's state"
       docker inspect -f '{{json .State}}' "$name"
     fi
@@ -243,8 +246,12 @@ docker run -d --name "$name" --net=host \
   -e AWS_ENDPOINT_URL_ECR -e AWS_ENDPOINT_URL_STS -e AWS_EC2_METADATA_DISABLED \
   "$image" >/dev/null
 started=$SECONDS
-wait_for 60 "the proxy answers https://$proxy/healthz with its certificate" \
+answers() {
+  [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] ||
+    fail "the proxy exited: $(docker logs "$name" 2>&1 | grep -m1 '^Error' || true)"
   curl -fsS --cacert "$reg/certificate.pem" "https://$proxy/healthz"
+}
+wait_for 60 "the proxy answers https://$proxy/healthz with its certificate" answers
 ok "https://$proxy/healthz answers 200, verified with the proxy's certificate"
 
 pid=$(docker inspect -f '{{.State.Pid}}' "$name")
@@ -308,31 +315,37 @@ server = "$ECR"
   capabilities = ["pull", "resolve"]
   ca = "$reg/certificate.pem"
 EOF
-before=$(docker logs "$name" 2>&1 | grep -c 'containerd/' || true)
+code=$(curl -s -o /dev/null -w '%{http_code}' "$ECR/v2/team/app/manifests/1.0")
+[ "$code" = 401 ] || fail "the emulator answers an anonymous pull with $code, not 401"
+ok "the registry itself refuses containerd (no credentials): 401"
+# The gateway's request lines (one per manifest and blob read).
+reads() { docker logs "$name" 2>&1 | grep 'component=gateway' | grep -c 'path=/v2/team/' || true; }
+before=$(reads)
 for ref in team/pushed:1.0 team/app:1.0; do
   ctr images pull --hosts-dir "$work/certs.d" --snapshotter native "$ecr_host/$ref" >"$work/ctr-pull.log" 2>&1 ||
     { cat "$work/ctr-pull.log"; fail "ctr images pull $ecr_host/$ref"; }
   ok "ctr images pull $ecr_host/$ref: $(ctr images ls -q | grep -c "^$ecr_host/$ref\$") image, $(ctr images ls | awk -v r="$ecr_host/$ref" '$1 == r { print $3 }')"
 done
-after=$(docker logs "$name" 2>&1 | grep -c 'containerd/' || true)
-[ "$after" -gt "$before" ] || fail "the proxy logged no request from containerd"
-ok "the proxy served $((after - before)) requests from containerd"
+# (docker logs may lag a moment behind the container's output.)
+served() { [ "$(reads)" -gt "$before" ]; }
+wait_for 10 "the proxy logs containerd's reads" served
+ok "the proxy's request log shows containerd's reads"
+
+step "a read-only cache mount stops the proxy with a message"
+mkdir -p "$reg/ro-cache"
+rc=0
+timeout 60 "$DOCKER_CLI" --host "unix://$work/docker.sock" run --name "$name-ro" --net=host -v "$reg/ro-cache:/cache:ro" \
+  -e PORT="$(free_port)" -e ECR="$ECR" -e AWS_REGION -e AWS_EC2_METADATA_DISABLED \
+  "$image" >"$work/ro.log" 2>&1 || rc=$?
+[ $rc != 0 ] || fail "the proxy started on a read-only cache"
+grep -q 'read-only' "$work/ro.log" || { cat "$work/ro.log"; fail "no word of the read-only mount"; }
+ok "exit $rc: $(grep -o 'Error: .*' "$work/ro.log" | cut -c1-160)…"
 
 step "the image's HEALTHCHECK"
 healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$name")" = healthy ]; }
 # The first check runs one interval (30s) after the start.
 wait_for 120 "docker reports the container healthy" healthy
 ok "healthy $((SECONDS - started))s after docker run"
-
-step "a read-only cache mount stops the proxy with a message"
-mkdir -p "$reg/ro-cache"
-rc=0
-docker run --name "$name-ro" --net=host -v "$reg/ro-cache:/cache:ro" \
-  -e PORT="$(free_port)" -e ECR="$ECR" -e AWS_REGION -e AWS_EC2_METADATA_DISABLED \
-  "$image" >"$work/ro.log" 2>&1 || rc=$?
-[ $rc != 0 ] || fail "the proxy started on a read-only cache"
-grep -q 'read-only' "$work/ro.log" || { cat "$work/ro.log"; fail "no word of the read-only mount"; }
-ok "exit $rc: $(grep -o 'Error: .*' "$work/ro.log" | cut -c1-160)…"
 
 step "stopping"
 docker stop -t 40 "$name" >/dev/null
