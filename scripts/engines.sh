@@ -225,12 +225,18 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout "$reg/key.pem" -out "$reg/certificate.pem" 2>/dev/null
 chown 0:0 "$reg/key.pem" && chmod 0600 "$reg/key.pem"
+# The AWS identity from a credentials file, mounted as the seed's README
+# offers, readable by root alone (the emulator's keys).
+mkdir -p "$reg/aws"
+printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+  "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$reg/aws/credentials"
+chmod 0600 "$reg/aws/credentials"
 [ ! -e "$reg/local-storage" ] || fail "the cache directory exists before docker run"
 port=$(free_port)
 proxy=localhost:$port
 # The seed's line; RESOLVER is loopback (the seed's example has 8.8.8.8)
-# so that nothing is resolved off this machine, and the AWS variables
-# point at the emulator.
+# so that nothing is resolved off this machine; the AWS credentials file
+# is mounted, and AWS's endpoint variables point at the emulator.
 docker run -d --name "$name" --net=host \
   -v "$reg/local-storage/cache:/cache" \
   -v "$reg/certificate.pem:/opt/ssl/certificate.pem" \
@@ -242,8 +248,8 @@ docker run -d --name "$name" --net=host \
   -e ENABLE_SSL=true \
   -e SSL_KEY=/opt/ssl/key.pem \
   -e SSL_CERTIFICATE=/opt/ssl/certificate.pem \
-  -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_REGION \
-  -e AWS_ENDPOINT_URL_ECR -e AWS_ENDPOINT_URL_STS -e AWS_EC2_METADATA_DISABLED \
+  -v "$reg/aws:/root/.aws:ro" \
+  -e AWS_REGION -e AWS_ENDPOINT_URL_ECR -e AWS_ENDPOINT_URL_STS -e AWS_EC2_METADATA_DISABLED \
   "$image" >/dev/null
 started=$SECONDS
 answers() {
@@ -265,6 +271,10 @@ owner=$(stat -c %u:%g "$reg/local-storage/cache")
 ok "the cache directory docker created as root now belongs to 65532:65532"
 [ "$(stat -c %u:%a "$reg/key.pem")" = "0:600" ] || fail "the key's owner or mode changed"
 ok "the key is still root's, 0600"
+for f in "SSL_KEY /opt/ssl/key.pem" "AWS_SHARED_CREDENTIALS_FILE /root/.aws/credentials"; do
+  docker logs "$name" 2>&1 | grep -qF "$f is not readable by UID 65532" || fail "the log does not say that $f is read from its copy"
+done
+ok "the key and the AWS credentials, root's alone, are read from copies taken at start (as the log says)"
 
 step "docker pull by tag and by digest"
 docker pull -q "$proxy/team/app:1.0" >/dev/null

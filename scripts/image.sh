@@ -117,7 +117,7 @@ check_config '.ExposedPorts | keys == ["5000/tcp"]' "ExposedPorts is 5000/tcp"
 check_config '.Volumes | keys == ["/cache"]' "Volumes is /cache"
 check_config '.Healthcheck.Test == ["CMD", "/registry", "healthcheck"]' "Healthcheck runs /registry healthcheck"
 check_config '.Entrypoint == ["/registry"] and .Cmd == ["serve"]' "Entrypoint /registry, Cmd serve"
-for kv in PORT=5000 CACHE_MAX_SIZE=75g RENEW_INTERVAL_HOURS=6 ENABLE_SSL=false; do
+for kv in PORT=5000 ECR_PROXY_DROP_PRIVILEGES=true CACHE_MAX_SIZE=75g RENEW_INTERVAL_HOURS=6 ENABLE_SSL=false; do
   check_config '.Env | index("'"$kv"'") != null' "Env has $kv"
 done
 check_config '[.Env[] | select(startswith("ECR="))] == []' "Env has no ECR (it must be given)"

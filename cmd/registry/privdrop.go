@@ -54,10 +54,10 @@ func withPrivilegeDrop(cmd *cobra.Command) *cobra.Command {
 }
 
 // prepareToServe runs before serve: as root it gives the cache directory
-// to the unprivileged user, keeps private copies of the TLS files that
-// user cannot read, and drops privileges; otherwise it checks that the
-// cache directory is writable. setenv points serve's configuration at
-// the copies.
+// to the unprivileged user, keeps private copies of the files serve reads
+// that this user cannot (TLS, AWS credentials), and drops privileges;
+// otherwise it checks that the cache directory is writable. setenv points
+// serve's configuration at the copies.
 func prepareToServe(args []string, lookup lookupFunc, setenv func(key, value string) error, log logrus.FieldLogger) error {
 	path, err := configPath(args, lookup)
 	if err != nil {
@@ -101,7 +101,7 @@ func prepareToServe(args []string, lookup lookupFunc, setenv func(key, value str
 			log.Infof("started as root: %s given to UID %d, GID %d (%d entries changed, the directory included)", dir, unprivilegedUID, unprivilegedGID, n)
 		}
 	}
-	files, err := openTLSCopies(s, unprivilegedUID, unprivilegedGID)
+	copies, err := openCopies(filesToCopy(s, lookup), unprivilegedUID, unprivilegedGID)
 	if err != nil {
 		return err
 	}
@@ -114,10 +114,7 @@ func prepareToServe(args []string, lookup lookupFunc, setenv func(key, value str
 			return cacheDirError(dir, err, unprivilegedUID)
 		}
 	}
-	if err := useTLSCopies(files, lookup, setenv, log); err != nil {
-		return err
-	}
-	return nil
+	return useCopies(copies, setenv, log)
 }
 
 // unprivilegedPortStart is the lowest TCP port a user other than root may
@@ -295,54 +292,110 @@ func uidMap() string {
 	return strings.Join(strings.Fields(string(b)), " ")
 }
 
-// tlsCopy is a TLS file read as root into memory, for the unprivileged
-// user to read through /proc/self/fd when the original is root's alone.
-type tlsCopy struct {
-	key      bool   // the key, else the certificate
+// fileCopy is a file serve reads, read as root into memory so that the
+// unprivileged user can read it through /proc/self/fd when the original
+// is not readable by it (a key mode 0600, a credentials file mounted from
+// another user's home).
+type fileCopy struct {
 	original string // path as configured
-	fd       int    // memfd holding the content, owned by the user, 0400
+	variable string // the variable that points serve at the copy
+	// later says what reading a copy taken at start means.
+	later string
+	// optional files that do not exist are not copied (AWS's defaults).
+	optional bool
+	fd       int // memfd holding the content, owned by the user, 0400
 }
 
 // path is how the copy is opened, by this process only.
-func (c tlsCopy) path() string { return fmt.Sprintf("/proc/self/fd/%d", c.fd) }
+func (c fileCopy) path() string { return fmt.Sprintf("/proc/self/fd/%d", c.fd) }
 
-// openTLSCopies reads http.tls.key and http.tls.certificate into memory
-// files (memfd: never on a disk, gone with the process) that uid:gid may
-// read. They are used only if the user cannot read the originals (see
-// useTLSCopies).
-func openTLSCopies(s *settings, uid, gid int) ([]tlsCopy, error) {
-	var copies []tlsCopy
-	for _, f := range []struct {
-		key  bool
-		path string
-	}{{true, s.dist.HTTP.TLS.Key}, {false, s.dist.HTTP.TLS.Certificate}} {
+// AWS's variables for the files its SDK reads: the shared credentials
+// and config files (default in ~/.aws) and a web identity token.
+const (
+	envAWSCredentialsFile = "AWS_SHARED_CREDENTIALS_FILE"
+	envAWSConfigFile      = "AWS_CONFIG_FILE"
+	envAWSTokenFile       = "AWS_WEB_IDENTITY_TOKEN_FILE"
+)
+
+// filesToCopy lists the files serve reads that may be readable by root
+// only: http.tls.key and http.tls.certificate, and the AWS SDK's shared
+// credentials, config and web identity token files (the seed's users
+// mount ~/.aws into the container). Each names the variable that points
+// serve at a copy: SSL_KEY and SSL_CERTIFICATE where the path came from
+// them, else distribution's REGISTRY_HTTP_TLS_*; AWS's own for its files.
+func filesToCopy(s *settings, lookup lookupFunc) []fileCopy {
+	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
+	var files []fileCopy
+	renewed := fmt.Sprintf("a renewed file is used only after a restart, unless it is made readable by UID %d or GID %d "+
+		"(for example chgrp %d and chmod 0640 on the host)", unprivilegedUID, unprivilegedGID, unprivilegedGID)
+	for _, f := range []struct{ path, seedVar, distVar string }{
+		{s.dist.HTTP.TLS.Key, envSSLKey, "REGISTRY_HTTP_TLS_KEY"},
+		{s.dist.HTTP.TLS.Certificate, envSSLCertificate, "REGISTRY_HTTP_TLS_CERTIFICATE"},
+	} {
 		if f.path == "" {
 			continue
 		}
-		fd, err := memCopy(f.path, uid, gid)
+		v := f.distVar
+		if get(f.seedVar) == f.path {
+			v = f.seedVar
+		}
+		files = append(files, fileCopy{original: f.path, variable: v, later: renewed})
+	}
+	home := get("HOME")
+	for _, f := range []struct{ variable, def, later string }{
+		{envAWSCredentialsFile, ".aws/credentials", "changes need a restart, as they do anyway"},
+		{envAWSConfigFile, ".aws/config", "changes need a restart, as they do anyway"},
+		{envAWSTokenFile, "", fmt.Sprintf("a rotated token is not seen: make the file readable by UID %d or GID %d", unprivilegedUID, unprivilegedGID)},
+	} {
+		path := get(f.variable)
+		if path == "" && f.def != "" && home != "" {
+			path = filepath.Join(home, f.def)
+		}
+		if path != "" {
+			files = append(files, fileCopy{original: path, variable: f.variable, later: f.later, optional: true})
+		}
+	}
+	return files
+}
+
+// openCopies reads files into memory files (memfd: never on a disk, gone
+// with the process) that uid:gid may read, skipping optional files that
+// do not exist. The copies are used only where the user cannot read the
+// originals (see useCopies).
+func openCopies(files []fileCopy, uid, gid int) ([]fileCopy, error) {
+	var copies []fileCopy
+	for _, f := range files {
+		if f.optional {
+			if fi, err := os.Stat(f.original); err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+		}
+		fd, err := memCopy(f.original, uid, gid)
 		if err != nil {
 			closeCopies(copies)
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", f.variable, err)
 		}
-		copies = append(copies, tlsCopy{key: f.key, original: f.path, fd: fd})
+		f.fd = fd
+		copies = append(copies, f)
 	}
 	return copies, nil
 }
 
 // memCopy copies the file at path into a new memfd owned by uid:gid, mode
-// 0400, closed on exec (the proxy's own child processes never see it).
+// 0400, sealed, closed on exec (the proxy's own child processes never
+// see it).
 func memCopy(path string, uid, gid int) (int, error) {
-	content, err := os.ReadFile(path) //nolint:gosec // the operator's TLS file
+	content, err := os.ReadFile(path) //nolint:gosec // the operator's own file
 	if err != nil {
-		return -1, fmt.Errorf("read TLS file %s as root: %w", path, err)
+		return -1, fmt.Errorf("read %s as root: %w", path, err)
 	}
-	fd, err := unix.MemfdCreate("ecr-proxy-tls", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	fd, err := unix.MemfdCreate("ecr-proxy-file", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		return -1, fmt.Errorf("copy TLS file %s into memory: %w", path, err)
+		return -1, fmt.Errorf("copy %s into memory: %w", path, err)
 	}
 	fail := func(err error) (int, error) {
 		_ = unix.Close(fd)
-		return -1, fmt.Errorf("copy TLS file %s into memory: %w", path, err)
+		return -1, fmt.Errorf("copy %s into memory: %w", path, err)
 	}
 	for b := content; len(b) > 0; {
 		n, err := unix.Write(fd, b)
@@ -364,18 +417,16 @@ func memCopy(path string, uid, gid int) (int, error) {
 }
 
 // closeCopies releases copies no longer needed.
-func closeCopies(copies []tlsCopy) {
+func closeCopies(copies []fileCopy) {
 	for _, c := range copies {
 		_ = unix.Close(c.fd)
 	}
 }
 
-// useTLSCopies runs as the unprivileged user: a TLS file it can read is
-// used as configured (a renewed pair is then picked up without a
-// restart), one it cannot is replaced by its copy, by setting the
-// variable the configuration took the path from: SSL_KEY and
-// SSL_CERTIFICATE (the seed's), else distribution's REGISTRY_HTTP_TLS_*.
-func useTLSCopies(copies []tlsCopy, lookup lookupFunc, setenv func(key, value string) error, log logrus.FieldLogger) error {
+// useCopies runs as the unprivileged user: a file it can read is used as
+// configured (a renewed TLS pair is then picked up without a restart),
+// one it cannot is replaced by its copy, by setting the copy's variable.
+func useCopies(copies []fileCopy, setenv func(key, value string) error, log logrus.FieldLogger) error {
 	for _, c := range copies {
 		f, err := os.Open(c.original)
 		if err == nil {
@@ -383,21 +434,11 @@ func useTLSCopies(copies []tlsCopy, lookup lookupFunc, setenv func(key, value st
 			_ = unix.Close(c.fd)
 			continue
 		}
-		seedVar, distVar := envSSLCertificate, "REGISTRY_HTTP_TLS_CERTIFICATE"
-		if c.key {
-			seedVar, distVar = envSSLKey, "REGISTRY_HTTP_TLS_KEY"
+		if err := setenv(c.variable, c.path()); err != nil {
+			return fmt.Errorf("set %s: %w", c.variable, err)
 		}
-		name := distVar
-		if v, ok := lookup(seedVar); ok && strings.TrimSpace(v) == c.original {
-			name = seedVar
-		}
-		if err := setenv(name, c.path()); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
-		}
-		log.Infof("%s %s is not readable by UID %d (%v): serving the copy read as root at start; "+
-			"a renewed file is used only after a restart, unless it is made readable by UID %d or GID %d "+
-			"(for example chgrp %d and chmod 0640 on the host)",
-			name, c.original, unprivilegedUID, err, unprivilegedUID, unprivilegedGID, unprivilegedGID)
+		log.Infof("%s %s is not readable by UID %d (%v): using its copy read as root at start; %s",
+			c.variable, c.original, unprivilegedUID, err, c.later)
 	}
 	return nil
 }
@@ -407,7 +448,7 @@ func useTLSCopies(copies []tlsCopy, lookup lookupFunc, setenv func(key, value st
 // also clears every capability. It then checks that root cannot be
 // regained.
 func dropPrivileges(uid, gid int) error {
-	hint := fmt.Sprintf("the proxy starts as root only to take the cache directory and read the TLS key, then runs as UID %d; "+
+	hint := fmt.Sprintf("the proxy starts as root only to take the cache directory and read root's files (TLS key, AWS credentials), then runs as UID %d; "+
 		"this needs CAP_SETUID and CAP_SETGID (do not --cap-drop them), or start it as a non-root user with --user %d:%d "+
 		"and a cache directory that user owns", uid, uid, gid)
 	if err := syscall.Setgroups(nil); err != nil {

@@ -145,7 +145,13 @@ func TestServeStartedAsRootDropsPrivileges(t *testing.T) {
 	}
 	cacheDir, cert, key := rootOwnedSeedSetup(t)
 	port := freePort(t)
-	cmd, logs := startServe(t, seedLineEnv(t, port, cacheDir, cert, key), nil)
+	// AWS credentials in a root-only file, as when ~/.aws is mounted.
+	creds := filepath.Join(filepath.Dir(cert), "credentials")
+	if err := os.WriteFile(creds, []byte("[default]\naws_access_key_id = privdrop\naws_secret_access_key = privdrop\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := replaceEnv(seedLineEnv(t, port, cacheDir, cert, key), "AWS_SHARED_CREDENTIALS_FILE", creds)
+	cmd, logs := startServe(t, env, nil)
 
 	status, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", cmd.Process.Pid))
 	if err != nil || len(status) == 0 {
@@ -206,7 +212,8 @@ func TestServeStartedAsRootDropsPrivileges(t *testing.T) {
 	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
 		t.Errorf("the key's owner or mode changed: %v %v", fi.Mode(), err)
 	}
-	for _, s := range []string{"now running as UID 65532", "SSL_KEY " + key + " is not readable by UID 65532"} {
+	for _, s := range []string{"now running as UID 65532", "SSL_KEY " + key + " is not readable by UID 65532",
+		"AWS_SHARED_CREDENTIALS_FILE " + creds + " is not readable by UID 65532"} {
 		if !strings.Contains(logs.String(), s) {
 			t.Errorf("log does not say %q", s)
 		}

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -86,8 +85,8 @@ func TestMemCopyIsPrivateAndSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := tlsCopy{key: true, original: path, fd: fd}
-	defer closeCopies([]tlsCopy{c})
+	c := fileCopy{original: path, variable: "SSL_KEY", fd: fd}
+	defer closeCopies([]fileCopy{c})
 
 	// Opened by path as many times as a reloading TLS loader likes.
 	for range 2 {
@@ -118,67 +117,94 @@ func TestMemCopyIsPrivateAndSealed(t *testing.T) {
 	}
 }
 
-func TestUseTLSCopies(t *testing.T) {
+func TestFilesToCopy(t *testing.T) {
+	cert, key := writeCertPair(t, t.TempDir(), "proxy")
+	tlsFile := writeFile(t, "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/cache\nproxy:\n  remoteurl: "+seedECR+
+		"\necr:\n  push: disabled\nhttp:\n  tls:\n    certificate: "+cert+"\n    key: "+key+"\n")
+	seed := []string{"ECR", seedECR, "PORT", "5000", "ENABLE_SSL", "true", "SSL_KEY", key, "SSL_CERTIFICATE", cert}
+	for _, c := range []struct {
+		name, path string
+		lookup     lookupFunc
+		want       []string // variable=original
+	}{
+		{"the seed's TLS variables and ~/.aws", "", envMap(append(seed, "HOME", "/root")...),
+			[]string{"SSL_KEY=" + key, "SSL_CERTIFICATE=" + cert,
+				"AWS_SHARED_CREDENTIALS_FILE=/root/.aws/credentials", "AWS_CONFIG_FILE=/root/.aws/config"}},
+		{"a configuration file's http.tls, AWS files named", tlsFile, envMap("AWS_SHARED_CREDENTIALS_FILE", "/run/creds",
+			"AWS_CONFIG_FILE", "/run/config", "AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+			[]string{"REGISTRY_HTTP_TLS_KEY=" + key, "REGISTRY_HTTP_TLS_CERTIFICATE=" + cert,
+				"AWS_SHARED_CREDENTIALS_FILE=/run/creds", "AWS_CONFIG_FILE=/run/config", "AWS_WEB_IDENTITY_TOKEN_FILE=/var/run/token"}},
+		{"no TLS, no HOME", "", envMap("ECR", seedECR, "PORT", "5000"), nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := loadSettings(c.path, c.lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range filesToCopy(s, c.lookup) {
+				got = append(got, f.variable+"="+f.original)
+				if f.optional != strings.HasPrefix(f.variable, "AWS_") {
+					t.Errorf("%s: optional %v", f.variable, f.optional)
+				}
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("files %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestOpenAndUseCopies(t *testing.T) {
 	dir := t.TempDir()
 	readable := filepath.Join(dir, "cert.pem")
 	if err := os.WriteFile(readable, []byte("cert"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	unreadable := filepath.Join(dir, "gone", "key.pem") // opening it fails, as a root key does after the drop
-	copyOf := func(key bool, original string) tlsCopy {
-		fd, err := memCopy(readable, os.Getuid(), os.Getgid())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tlsCopy{key: key, original: original, fd: fd}
+	// Opening these fails, as a root-only file does after the drop.
+	unreadable := filepath.Join(dir, "gone", "key.pem")
+	missingAWS := filepath.Join(dir, ".aws", "credentials")
+	copies, err := openCopies([]fileCopy{
+		{original: readable, variable: "SSL_CERTIFICATE"},
+		{original: missingAWS, variable: "AWS_SHARED_CREDENTIALS_FILE", optional: true},
+	}, os.Getuid(), os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(copies) != 1 || copies[0].variable != "SSL_CERTIFICATE" {
+		t.Fatalf("copies %+v: want the certificate's alone (a missing optional file is skipped)", copies)
+	}
+	if _, err := openCopies([]fileCopy{{original: unreadable, variable: "SSL_KEY"}}, os.Getuid(), os.Getgid()); err == nil ||
+		!strings.Contains(err.Error(), "SSL_KEY") {
+		t.Errorf("a missing key: %v, want an error naming SSL_KEY", err)
+	}
+
+	// As the user: the readable original is used, the other one's copy.
+	copies = append(copies, fileCopy{original: unreadable, variable: "SSL_KEY"})
+	copies[1].fd, err = memCopy(readable, os.Getuid(), os.Getgid())
+	if err != nil {
+		t.Fatal(err)
 	}
 	log := logrus.New()
-	log.SetOutput(io.Discard)
-
-	for _, c := range []struct {
-		name   string
-		copies []tlsCopy
-		lookup lookupFunc
-		want   map[string]int // variable set -> index of the copy it names
-	}{
-		{"readable files are used as configured", []tlsCopy{copyOf(true, readable)}, envMap(), map[string]int{}},
-		{"the seed's SSL_KEY", []tlsCopy{copyOf(true, unreadable)}, envMap("SSL_KEY", " "+unreadable+" "), map[string]int{"SSL_KEY": 0}},
-		{"the seed's SSL_CERTIFICATE", []tlsCopy{copyOf(false, unreadable)}, envMap("SSL_CERTIFICATE", unreadable), map[string]int{"SSL_CERTIFICATE": 0}},
-		{"a configuration file's http.tls", []tlsCopy{copyOf(true, unreadable), copyOf(false, unreadable)}, envMap(),
-			map[string]int{"REGISTRY_HTTP_TLS_KEY": 0, "REGISTRY_HTTP_TLS_CERTIFICATE": 1}},
-		{"SSL_KEY names another file", []tlsCopy{copyOf(true, unreadable)}, envMap("SSL_KEY", "/elsewhere.pem"), map[string]int{"REGISTRY_HTTP_TLS_KEY": 0}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			set := map[string]string{}
-			setenv := func(k, v string) error { set[k] = v; return nil }
-			if err := useTLSCopies(c.copies, c.lookup, setenv, log); err != nil {
-				t.Fatal(err)
-			}
-			want := map[string]string{}
-			for k, i := range c.want {
-				want[k] = c.copies[i].path()
-			}
-			if !reflect.DeepEqual(set, want) {
-				t.Errorf("set %v, want %v", set, want)
-			}
-			for k, p := range set {
-				if _, err := os.ReadFile(p); err != nil {
-					t.Errorf("%s=%s: %v", k, p, err)
-				}
-			}
-			// Copies not used are closed; used ones stay open.
-			for _, cp := range c.copies {
-				used := false
-				for _, p := range set {
-					used = used || p == cp.path()
-				}
-				if _, err := os.Stat(cp.path()); (err == nil) != used {
-					t.Errorf("copy of %s: open %v, used %v", cp.original, err == nil, used)
-				}
-			}
-			closeCopies(c.copies)
-		})
+	var logs bytes.Buffer
+	log.SetOutput(&logs)
+	set := map[string]string{}
+	if err := useCopies(copies, func(k, v string) error { set[k] = v; return nil }, log); err != nil {
+		t.Fatal(err)
 	}
+	if want := map[string]string{"SSL_KEY": copies[1].path()}; !reflect.DeepEqual(set, want) {
+		t.Errorf("set %v, want %v", set, want)
+	}
+	if b, err := os.ReadFile(set["SSL_KEY"]); err != nil || string(b) != "cert" {
+		t.Errorf("the copy reads %q, %v", b, err)
+	}
+	if _, err := os.Stat(copies[0].path()); err == nil {
+		t.Error("the copy of a readable file is still open")
+	}
+	if !strings.Contains(logs.String(), "SSL_KEY "+unreadable+" is not readable by UID 65532") {
+		t.Errorf("log %q does not say which file is served from a copy", logs.String())
+	}
+	closeCopies(copies[1:])
 }
 
 func TestTakeOwnership(t *testing.T) {
