@@ -312,9 +312,9 @@ func (c fileCopy) path() string { return fmt.Sprintf("/proc/self/fd/%d", c.fd) }
 // AWS's variables for the files its SDK reads: the shared credentials
 // and config files (default in ~/.aws) and a web identity token.
 const (
-	envAWSCredentialsFile = "AWS_SHARED_CREDENTIALS_FILE"
+	envAWSCredentialsFile = "AWS_SHARED_CREDENTIALS_FILE" //nolint:gosec // a variable's name, not a credential
 	envAWSConfigFile      = "AWS_CONFIG_FILE"
-	envAWSTokenFile       = "AWS_WEB_IDENTITY_TOKEN_FILE"
+	envAWSTokenFile       = "AWS_WEB_IDENTITY_TOKEN_FILE" //nolint:gosec // a variable's name, not a credential
 )
 
 // filesToCopy lists the files serve reads that may be readable by root
