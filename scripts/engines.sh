@@ -10,7 +10,9 @@
 #   * The proxy runs with the seed's `docker run` line, unchanged:
 #     --net=host, a bind-mounted cache directory docker creates (as root),
 #     the certificate and a root-only (0600) key bind-mounted, the seed's
-#     variables with TLS on. It must serve as UID 65532, not root.
+#     variables with TLS on, and a root-only AWS credentials file in a
+#     mounted ~/.aws (as the seed's README offers). It must serve as UID
+#     65532, not root, and still use the key and the credentials.
 #   * docker pulls by tag and by digest; docker builds an image (FROM
 #     scratch, COPY), pushes it through the proxy, removes it, pulls it
 #     again; `ctr images pull` goes through the proxy as a registry mirror
