@@ -69,7 +69,7 @@ func authSeedLayer(t *testing.T, emu *ecrtest.Emulator, ref string) (string, int
 
 // authBlobRequest sends a HEAD or GET of a blob to the proxy, reads the
 // whole body, and returns the response.
-func authBlobRequest(t *testing.T, p *proxytest.Proxy, method, repo, dgst string) *http.Response {
+func authBlobRequest(t *testing.T, p *proxytest.Proxy, method, repo, dgst string) blobAnswer {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, p.URL()+"/v2/"+repo+"/blobs/"+dgst, nil)
 	if err != nil {
@@ -86,5 +86,11 @@ func authBlobRequest(t *testing.T, p *proxytest.Proxy, method, repo, dgst string
 	if err != nil {
 		t.Fatalf("%s blob: read body: %v", method, err)
 	}
-	return resp
+	return blobAnswer{resp.StatusCode, resp.ContentLength}
+}
+
+// blobAnswer is what authBlobRequest got, its body read and closed.
+type blobAnswer struct {
+	StatusCode    int
+	ContentLength int64
 }

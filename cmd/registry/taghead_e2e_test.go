@@ -20,7 +20,12 @@ func TestTagHeadFromTheCache(t *testing.T) {
 	p := startProxy(t, emu, proxyOpts{})
 	mustPull(t, p, "team/app:1", first)
 
-	head := func(accept string, header ...string) *http.Response {
+	// head answers the status and the header of a HEAD by tag.
+	type answer struct {
+		StatusCode int
+		Header     http.Header
+	}
+	head := func(accept string, header ...string) answer {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodHead, p.URL()+"/v2/team/app/manifests/1", nil)
 		if err != nil {
@@ -35,7 +40,7 @@ func TestTagHeadFromTheCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = resp.Body.Close()
-		return resp
+		return answer{resp.StatusCode, resp.Header}
 	}
 	// distribution logs each request it answers ("response completed");
 	// the gateway answers the simple case before it.
