@@ -79,8 +79,11 @@ func (h *handler) serveTagHead(w http.ResponseWriter, r *http.Request) bool {
 	if have, err := ms.Exists(ctx, desc.Digest); err != nil || !have {
 		return false
 	}
-	if err := local.Tags(ctx).Tag(ctx, tag, desc); err != nil {
-		h.log.WithError(err).WithField("repository", repo).Debug("tag not recorded in the cache")
+	tags := local.Tags(ctx)
+	if cur, err := tags.Get(ctx, tag); err != nil || cur.Digest != desc.Digest {
+		if err := tags.Tag(ctx, tag, desc); err != nil {
+			h.log.WithError(err).WithField("repository", repo).Debug("tag not recorded in the cache")
+		}
 	}
 	hdr := w.Header()
 	hdr.Set("Docker-Distribution-API-Version", "registry/2.0")
