@@ -30,7 +30,7 @@ type BlobFiles = blobfile.Opener
 // on to the app, which answers it as before. Only without http.prefix.
 func WithBlobFiles(files BlobFiles, ac distauth.AccessController, headers http.Header) Option {
 	return func(h *handler) {
-		h.files, h.filesAccess, h.filesHeaders = files, ac, headers
+		h.files, h.filesAccess, h.configHeaders = files, ac, headers
 	}
 }
 
@@ -53,15 +53,20 @@ func (h *handler) serveBlobFile(w http.ResponseWriter, r *http.Request) bool {
 	}
 	defer release()
 	defer f.Close()
-	hdr := w.Header()
+	h.appHeaders(w.Header())
+	blobfile.Serve(w, r, f, dgst)
+	return true
+}
+
+// appHeaders sets what distribution's app adds to every answer: its API
+// version and the configuration's http.headers.
+func (h *handler) appHeaders(hdr http.Header) {
 	hdr.Set("Docker-Distribution-API-Version", "registry/2.0")
-	for k, vs := range h.filesHeaders {
+	for k, vs := range h.configHeaders {
 		for _, v := range vs {
 			hdr.Add(k, v)
 		}
 	}
-	blobfile.Serve(w, r, f, dgst)
-	return true
 }
 
 // blobPath splits /v2/<name>/blobs/<digest> into a valid repository name

@@ -35,10 +35,10 @@ type handler struct {
 	push     *Passthrough // writes go to ECR (push.go)
 	served   func(kind string, hit bool, bytes int64)
 
-	files        BlobFiles // blob hits served from their files (blobfiles.go)
-	tagHeads     bool      // HEADs by tag answered from ECR's HEAD and the cache (taghead.go)
-	filesAccess  distauth.AccessController
-	filesHeaders http.Header
+	files         BlobFiles // blob hits served from their files (blobfiles.go)
+	tagHeads      bool      // HEADs by tag answered from ECR's HEAD and the cache (taghead.go)
+	filesAccess   distauth.AccessController
+	configHeaders http.Header
 }
 
 // WithServedObserver sets a function called once per manifest or blob GET

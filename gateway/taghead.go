@@ -34,7 +34,7 @@ import (
 // answers without asking ECR at all.
 func WithTagHeads(headers http.Header) Option {
 	return func(h *handler) {
-		h.tagHeads, h.filesHeaders = true, headers
+		h.tagHeads, h.configHeaders = true, headers
 	}
 }
 
@@ -86,12 +86,7 @@ func (h *handler) serveTagHead(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	hdr := w.Header()
-	hdr.Set("Docker-Distribution-API-Version", "registry/2.0")
-	for k, vs := range h.filesHeaders {
-		for _, v := range vs {
-			hdr.Add(k, v)
-		}
-	}
+	h.appHeaders(hdr)
 	hdr.Set("Content-Type", desc.MediaType)
 	hdr.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 	hdr.Set("Docker-Content-Digest", desc.Digest.String())
