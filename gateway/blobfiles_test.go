@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -32,10 +33,14 @@ type localApp struct {
 	ns    distribution.Namespace
 }
 
+// appSeq numbers the registry middlewares the tests register: a name can
+// be registered once per process, and -count runs a test again.
+var appSeq atomic.Int64
+
 func newLocalApp(t *testing.T) *localApp {
 	t.Helper()
 	la := &localApp{}
-	mw := "blobfiles-test-" + t.Name()
+	mw := fmt.Sprintf("blobfiles-test-%s-%d", t.Name(), appSeq.Add(1)) // registered once per process
 	err := registrymiddleware.Register(mw, func(_ context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
 		la.files, _ = d.(BlobFiles)
 		la.ns = ns

@@ -71,6 +71,9 @@ func (b *blobStore) Stat(ctx context.Context, dgst digest.Digest) (v1.Descriptor
 // it has begun, to describe the blob from ECR's answer.
 func (b *blobStore) startDownload(ctx context.Context, local distribution.BlobStore, dgst digest.Digest) (v1.Descriptor, error) {
 	f, finished := b.p.join(ctx, b.name, dgst, -1, local)
+	if f == nil { // cached meanwhile
+		return local.Stat(ctx, dgst)
+	}
 	defer b.p.leave(f)
 	if !finished {
 		f.noteJoined(requestID(ctx))
@@ -110,15 +113,12 @@ func requestMethod(ctx context.Context) string {
 	return m
 }
 
-// ServeBlob serves a cached blob from disk; a missing one is answered from
-// ECR, HEAD without download and GET through the shared download.
-func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
-	local, err := b.localBlobs(ctx)
-	if err != nil {
-		return err
-	}
-	// A cached blob is served from its file when the driver can open it
-	// (no 4 MiB buffered reader per request, as distribution's has).
+// serveLocal serves dgst from the local store: from its file when the
+// driver can open it (no 4 MiB buffered reader per request, as
+// distribution's has), else through distribution, which stats before
+// writing anything: on ErrBlobUnknown nothing was written. The blob is
+// named by the digest asked for, not the one it is stored under.
+func (b *blobStore) serveLocal(ctx context.Context, w http.ResponseWriter, r *http.Request, local distribution.BlobStore, dgst digest.Digest) error {
 	if o := b.p.fileOpener(); o != nil {
 		if f, release, err := o.OpenLinked(ctx, b.name.Name(), dgst); err == nil {
 			defer release()
@@ -127,11 +127,18 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 			return nil
 		}
 	}
-	// The local store stats before writing anything: on ErrBlobUnknown
-	// nothing was written and the miss path takes over. It names the
-	// blob by the digest it is stored under unless the header is set.
 	w.Header().Set("Docker-Content-Digest", dgst.String())
-	err = local.ServeBlob(ctx, w, r, dgst)
+	return local.ServeBlob(ctx, w, r, dgst)
+}
+
+// ServeBlob serves a cached blob from disk; a missing one is answered from
+// ECR, HEAD without download and GET through the shared download.
+func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
+	local, err := b.localBlobs(ctx)
+	if err != nil {
+		return err
+	}
+	err = b.serveLocal(ctx, w, r, local, dgst)
 	if err == nil || !errors.Is(err, distribution.ErrBlobUnknown) {
 		return err
 	}
@@ -156,6 +163,9 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 		return nil
 	}
 	f, finished := b.p.join(ctx, b.name, dgst, desc.Size, local)
+	if f == nil { // cached meanwhile
+		return b.serveLocal(ctx, w, r, local, dgst)
+	}
 	defer b.p.leave(f)
 	// A hit: the download had finished before this request came, not
 	// while its Stat waited for it.

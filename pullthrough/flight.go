@@ -97,9 +97,21 @@ func (f *flight) state() snapshot {
 // join returns the download of name@dgst in flight, starting it if there
 // is none, and whether it had already finished (checked, being
 // committed): the request is then a cache hit. Every join must be
-// followed by a leave.
+// followed by a leave. When no download is in flight but the blob is
+// in the local store, it returns a nil flight: a download finished and
+// was committed since the caller looked (it leaves the table only after
+// its commit), and the caller serves the cached blob instead of
+// fetching it again.
 func (p *Puller) join(ctx context.Context, name reference.Named, dgst digest.Digest, size int64, local distribution.BlobStore) (*flight, bool) {
 	key := name.Name() + "@" + dgst.String()
+	p.mu.Lock()
+	_, ok := p.flights[key]
+	p.mu.Unlock()
+	if !ok {
+		if _, err := local.Stat(ctx, dgst); err == nil {
+			return nil, true
+		}
+	}
 	p.mu.Lock()
 	f, ok := p.flights[key]
 	if !ok {
