@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
@@ -111,13 +111,11 @@ func NewTokenSource(api ECRAPI, opts ...TokenSourceOption) (*TokenSource, error)
 	if api == nil {
 		return nil, errors.New("new token source: nil ECR API")
 	}
-	discard := logrus.New()
-	discard.Out = io.Discard
 	s := &TokenSource{
 		api:           api,
 		renewInterval: DefaultRenewInterval,
 		minValidity:   defaultMinValidity,
-		log:           discard,
+		log:           logx.Discard(),
 		observer:      func(MintEvent) {},
 	}
 	for _, o := range opts {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/redact"
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // tokenProvider is what Transport needs of a TokenSource.
@@ -79,7 +80,7 @@ func NewTransport(registryURL string, tokens tokenProvider, opts ...TransportOpt
 	}
 	t := &Transport{
 		scheme:   u.Scheme,
-		host:     canonicalHost(u),
+		host:     wire.CanonicalHost(u),
 		tokens:   tokens,
 		observer: func(*http.Request, *http.Response, error) {},
 	}
@@ -174,16 +175,7 @@ func (t *Transport) send(req *http.Request, tok Token) (*http.Response, error) {
 }
 
 func (t *Transport) forRegistry(u *url.URL) bool {
-	return u.Scheme == t.scheme && canonicalHost(u) == t.host
-}
-
-// canonicalHost is host:port with the scheme's default port made explicit.
-func canonicalHost(u *url.URL) string {
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-	}
-	return strings.ToLower(u.Hostname()) + ":" + port
+	return u.Scheme == t.scheme && wire.CanonicalHost(u) == t.host
 }
 
 // RefusedToken reports whether an answer of the ECR registry refuses the

@@ -20,6 +20,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
 
@@ -79,7 +80,7 @@ func (la *localApp) put(t *testing.T, repo string, size int) (digest.Digest, []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := r.Blobs(t.Context()).Put(t.Context(), octetStream, data)
+	desc, err := r.Blobs(t.Context()).Put(t.Context(), wire.OctetStream, data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,14 @@
 package gateway
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"time"
 
 	distauth "github.com/distribution/distribution/v3/registry/auth"
 	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 )
 
 // Option configures the gateway handler.
@@ -18,9 +19,7 @@ func WithUpstream(u *Upstream) Option { return func(h *handler) { h.upstream = u
 
 // New returns the outer handler around next, distribution's registry.
 func New(next http.Handler, opts ...Option) http.Handler {
-	discard := logrus.New()
-	discard.Out = io.Discard
-	h := &handler{next: next, upstream: NewUpstream(), log: discard, served: func(string, bool, int64) {}}
+	h := &handler{next: next, upstream: NewUpstream(), log: logx.Discard(), served: func(string, bool, int64) {}}
 	for _, o := range opts {
 		o(h)
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/distribution/distribution/v3"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // SpoolPattern names the spool files of pushed blobs (os.CreateTemp's
@@ -125,7 +127,7 @@ type blobWriterCopy struct{ bw distribution.BlobWriter }
 func (c blobWriterCopy) Write(p []byte) (int, error) { return c.bw.Write(p) }
 
 func (c blobWriterCopy) Commit(ctx context.Context, dgst digest.Digest, size int64) error {
-	_, err := c.bw.Commit(ctx, v1.Descriptor{MediaType: octetStream, Digest: dgst, Size: size})
+	_, err := c.bw.Commit(ctx, v1.Descriptor{MediaType: wire.OctetStream, Digest: dgst, Size: size})
 	return err
 }
 

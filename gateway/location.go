@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/distribution/distribution/v3/configuration"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // ExternalURL says how clients reach the proxy, so that the URLs ECR
@@ -172,13 +174,5 @@ func (x *ExternalURL) rewriteLocation(loc string, upstream *url.URL, r *http.Req
 
 // sameHost compares scheme, host and port, with default ports explicit.
 func sameHost(a, b *url.URL) bool {
-	return strings.EqualFold(a.Scheme, b.Scheme) && canonicalHost(a) == canonicalHost(b)
-}
-
-func canonicalHost(u *url.URL) string {
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
-	}
-	return strings.ToLower(u.Hostname()) + ":" + port
+	return strings.EqualFold(a.Scheme, b.Scheme) && wire.CanonicalHost(a) == wire.CanonicalHost(b)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
+	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
@@ -125,7 +126,7 @@ func NewPassthrough(registryURL string, rt http.RoundTripper, opts ...Passthroug
 		rt:     rt,
 		router: v2.Router(),
 		wt:     NewWriteThrough(), // no namespace: copies nothing
-		log:    discardLogger(),
+		log:    logx.Discard(),
 	}
 	for _, o := range opts {
 		o(p)
@@ -481,10 +482,4 @@ func (p *Passthrough) logWrite(ex *exchange, status int, err error) {
 	}
 	f["status"] = status
 	p.log.WithFields(f).Info("push")
-}
-
-func discardLogger() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
 }

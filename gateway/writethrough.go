@@ -17,6 +17,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 )
 
 // Defaults of a WriteThrough.
@@ -30,8 +32,6 @@ const (
 	// localWriteTimeout bounds one local commit or manifest write, as
 	// distribution's proxy bounds its cache writes.
 	localWriteTimeout = 5 * time.Minute
-	// octetStream is the media type of a blob committed without one.
-	octetStream = "application/octet-stream"
 )
 
 // WriteThrough copies what clients push through the [Passthrough] into
@@ -126,7 +126,7 @@ func withWriteThroughClock(now func() time.Time) WriteThroughOption {
 // nothing until Init has run.
 func NewWriteThrough(opts ...WriteThroughOption) *WriteThrough {
 	wt := &WriteThrough{
-		log:         discardLogger(),
+		log:         logx.Discard(),
 		now:         time.Now,
 		maxSessions: DefaultMaxUploads,
 		idleTimeout: DefaultUploadIdleTimeout,

@@ -12,6 +12,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/blobfile"
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // blobStore wraps a proxied repository's blob store; what it does not
@@ -84,7 +85,7 @@ func (b *blobStore) startDownload(ctx context.Context, local distribution.BlobSt
 			f.mu.Lock()
 			size := f.size
 			f.mu.Unlock()
-			return v1.Descriptor{Digest: dgst, Size: size, MediaType: octetStream}, nil
+			return v1.Descriptor{Digest: dgst, Size: size, MediaType: wire.OctetStream}, nil
 		}
 		if st.done {
 			b.p.log.WithError(st.err).WithField("digest", dgst).Warn("upstream blob GET failed")
@@ -151,11 +152,11 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	if r.Method == http.MethodHead {
 		h := w.Header()
-		h.Set("Content-Type", octetStream)
+		h.Set("Content-Type", wire.OctetStream)
 		h.Set("Docker-Content-Digest", dgst.String())
 		h.Set("Accept-Ranges", "bytes")
 		h.Set("ETag", `"`+dgst.String()+`"`)
-		h.Set(cacheStatusHeader, "MISS")
+		h.Set(wire.CacheStatusHeader, "MISS")
 		if desc.Size >= 0 {
 			h.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 		}

@@ -19,6 +19,7 @@ import (
 
 	cutoff "github.com/ecr-proxy/ecr-proxy/internal/abort"
 	"github.com/ecr-proxy/ecr-proxy/internal/redact"
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // copyBuffer is the unit of spooling and of serving.
@@ -150,7 +151,7 @@ func (p *Puller) inFlight(name reference.Named, dgst digest.Digest) (v1.Descript
 	if size < 0 {
 		return v1.Descriptor{}, false
 	}
-	return v1.Descriptor{Digest: dgst, Size: size, MediaType: octetStream}, true
+	return v1.Descriptor{Digest: dgst, Size: size, MediaType: wire.OctetStream}, true
 }
 
 // leave ends a client's use of f; the last one out of a finished flight
@@ -321,7 +322,7 @@ func (p *Puller) commit(ctx context.Context, local distribution.BlobStore, spool
 		_ = bw.Cancel(context.WithoutCancel(ctx))
 		return fmt.Errorf("copy into the local blob: %w", err)
 	}
-	if _, err := bw.Commit(ctx, v1.Descriptor{Digest: dgst, Size: size, MediaType: octetStream}); err != nil {
+	if _, err := bw.Commit(ctx, v1.Descriptor{Digest: dgst, Size: size, MediaType: wire.OctetStream}); err != nil {
 		_ = bw.Cancel(context.WithoutCancel(ctx))
 		return fmt.Errorf("commit local blob: %w", err)
 	}
@@ -362,16 +363,16 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		start, end, status = rng.start, rng.end, http.StatusPartialContent
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, size))
 	}
-	h.Set("Content-Type", octetStream)
+	h.Set("Content-Type", wire.OctetStream)
 	h.Set("Docker-Content-Digest", f.dgst.String())
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("ETag", `"`+f.dgst.String()+`"`)
 	// A download that had finished (checked, being committed) when the
 	// request joined it is served from this proxy's disk: a hit.
 	if hit {
-		h.Set(cacheStatusHeader, "HIT")
+		h.Set(wire.CacheStatusHeader, "HIT")
 	} else {
-		h.Set(cacheStatusHeader, "MISS")
+		h.Set(wire.CacheStatusHeader, "MISS")
 	}
 	if size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))

@@ -12,14 +12,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/redact"
-)
-
-const (
-	octetStream = "application/octet-stream"
-	// cacheStatusHeader is the seed proxy's X-Cache-Status, set here for
-	// content served from a download in flight (the gateway sets it for
-	// the rest).
-	cacheStatusHeader = "X-Cache-Status"
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 type headEntry struct {
@@ -54,7 +47,7 @@ func (p *Puller) stat(ctx context.Context, name reference.Named, dgst digest.Dig
 		if resp.StatusCode != http.StatusOK {
 			return nil, &upstreamStatusError{status: resp.StatusCode}
 		}
-		desc := v1.Descriptor{Digest: dgst, Size: resp.ContentLength, MediaType: octetStream}
+		desc := v1.Descriptor{Digest: dgst, Size: resp.ContentLength, MediaType: wire.OctetStream}
 		if desc.Size < 0 {
 			if n, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64); err == nil {
 				desc.Size = n

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/blobfile"
+	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 )
 
 // RepositoryMiddleware is the name under which the command registers
@@ -165,8 +165,6 @@ func New(registryURL string, rt http.RoundTripper, opts ...Option) (*Puller, err
 	if rt == nil {
 		return nil, errors.New("pullthrough: nil transport")
 	}
-	discard := logrus.New()
-	discard.Out = io.Discard
 	p := &Puller{
 		registry:      u,
 		client:        &http.Client{Transport: rt},
@@ -174,7 +172,7 @@ func New(registryURL string, rt http.RoundTripper, opts ...Option) (*Puller, err
 		commitTimeout: DefaultCommitTimeout,
 		idleTimeout:   DefaultIdleTimeout,
 		now:           time.Now,
-		log:           discard,
+		log:           logx.Discard(),
 		observer:      nopObserver{},
 		flights:       map[string]*flight{},
 		headSeen:      map[string]headEntry{},

@@ -14,10 +14,9 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	"github.com/spf13/cobra"
-)
 
-// gcBlobsRoot holds all blob data (registry/storage/paths.go).
-const gcBlobsRoot = "/docker/registry/v2/blobs"
+	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
+)
 
 // wrapGarbageCollect makes distribution's garbage-collect command (gc is
 // registry.GCCmd) succeed on storage that holds no blob data, and leaves
@@ -186,7 +185,7 @@ func emptyStorage(ctx context.Context, args []string) (string, bool) {
 	}
 
 	found := false
-	err = d.Walk(ctx, gcBlobsRoot, func(fi storagedriver.FileInfo) error {
+	err = d.Walk(ctx, lrufs.BlobsRoot, func(fi storagedriver.FileInfo) error {
 		if fi.IsDir() {
 			return nil
 		}

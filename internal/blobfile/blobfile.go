@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // Opener opens the data file of a blob that a repository links
@@ -30,7 +32,7 @@ const cacheControl = "max-age=31536000"
 // Range and conditional requests as http.ServeContent handles them.
 func Serve(w http.ResponseWriter, r *http.Request, f *os.File, dgst digest.Digest) {
 	hdr := w.Header()
-	hdr.Set("Content-Type", "application/octet-stream")
+	hdr.Set("Content-Type", wire.OctetStream)
 	hdr.Set("ETag", `"`+dgst.String()+`"`)
 	hdr.Set("Cache-Control", cacheControl)
 	hdr.Set("Docker-Content-Digest", dgst.String())

@@ -1,11 +1,12 @@
 package ecrtest
 
 import (
-	"io"
 	"net"
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 )
 
 // Defaults used when no option overrides them.
@@ -45,8 +46,6 @@ type config struct {
 }
 
 func newConfig(opts []Option) config {
-	discard := logrus.New()
-	discard.SetOutput(io.Discard)
 	c := config{
 		region:              DefaultRegion,
 		accountID:           DefaultAccountID,
@@ -60,7 +59,7 @@ func newConfig(opts []Option) config {
 		credsLifetime:       DefaultCredsLifetime,
 		containerPath:       DefaultContainerPath,
 		manifestDigestOnGET: true,
-		logger:              discard,
+		logger:              logx.Discard(),
 	}
 	for _, o := range opts {
 		o(&c)

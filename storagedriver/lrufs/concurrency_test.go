@@ -96,7 +96,7 @@ func TestConcurrentReadersWritersEviction(t *testing.T) {
 	}
 	var onDisk int64
 	var n int
-	err := filepath.WalkDir(filepath.Join(e.root, blobsRoot), func(p string, de fs.DirEntry, err error) error {
+	err := filepath.WalkDir(filepath.Join(e.root, BlobsRoot), func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

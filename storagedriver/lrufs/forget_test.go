@@ -97,5 +97,5 @@ func TestForgetScopes(t *testing.T) {
 		}
 	}
 	del(prefix, under)
-	del(blobsRoot+"/sha256", n)
+	del(BlobsRoot+"/sha256", n)
 }

@@ -318,7 +318,7 @@ type storedBlob struct {
 	mtime time.Time
 }
 
-// load rebuilds the index from the files under blobsRoot, ordered by their
+// load rebuilds the index from the files under BlobsRoot, ordered by their
 // modification times (the recorded last use). It reads directories with
 // os.ReadDir and stats each data file once: no journal is needed.
 func (x *index) load() error {
@@ -351,7 +351,7 @@ func (x *index) load() error {
 // blobs/<alg>/<xx>/<hex>/data), in directory order. A blob deleted during
 // the scan is skipped.
 func (x *index) scan(ctx context.Context, fn func(storedBlob) error) error {
-	top := x.fullPath(blobsRoot)
+	top := x.fullPath(BlobsRoot)
 	algs, err := os.ReadDir(top)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

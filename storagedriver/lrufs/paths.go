@@ -5,9 +5,9 @@ import (
 	"strings"
 )
 
-// blobsRoot is the directory of all blob data in distribution's layout
-// (registry/storage/paths.go).
-const blobsRoot = "/docker/registry/v2/blobs"
+// BlobsRoot is the directory of all blob data in distribution's layout
+// (registry/storage/paths.go); garbage-collect's scan walks it too.
+const BlobsRoot = "/docker/registry/v2/blobs"
 
 // blobKey identifies a blob in the index: "<algorithm>/<hex>".
 type blobKey string
@@ -15,7 +15,7 @@ type blobKey string
 // blobDataKey reports whether p is a blob data file,
 // /docker/registry/v2/blobs/<alg>/<hex[:2]>/<hex>/data, and returns its key.
 func blobDataKey(p string) (blobKey, bool) {
-	rest, ok := strings.CutPrefix(p, blobsRoot+"/")
+	rest, ok := strings.CutPrefix(p, BlobsRoot+"/")
 	if !ok {
 		return "", false
 	}
@@ -41,7 +41,7 @@ func keyOf(alg, prefix, hex string) (blobKey, bool) {
 // dir returns the blob's directory, the path storage.Vacuum.RemoveBlob deletes.
 func (k blobKey) dir() string {
 	alg, hex, _ := strings.Cut(string(k), "/")
-	return path.Join(blobsRoot, alg, hex[:2], hex)
+	return path.Join(BlobsRoot, alg, hex[:2], hex)
 }
 
 // dataPath returns the path of the blob's data file.
@@ -79,9 +79,9 @@ const (
 // no blob data; the blobs root, an algorithm or prefix directory below it,
 // or an ancestor of it may cover many.
 func blobScope(p string) (blobKey, scope) {
-	rest, ok := strings.CutPrefix(p, blobsRoot+"/")
+	rest, ok := strings.CutPrefix(p, BlobsRoot+"/")
 	if !ok {
-		if covers(p, blobsRoot) {
+		if covers(p, BlobsRoot) {
 			return "", scopeMany
 		}
 		return "", scopeNone
