@@ -143,6 +143,9 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	if err == nil || !errors.Is(err, distribution.ErrBlobUnknown) {
 		return err
 	}
+	if err := b.p.failure(requestID(ctx)); err != nil {
+		return clientError(err, dgst) // the download this request's Stat started
+	}
 	desc, ok := b.p.inFlight(b.name, dgst)
 	if !ok {
 		if desc, err = b.p.stat(ctx, b.name, dgst); err != nil {

@@ -65,6 +65,7 @@ type Puller struct {
 	files   Adopter         // the cache driver, when it can adopt downloads
 	opener  blobfile.Opener // the cache driver, when it can open blob files
 	flights map[string]*flight
+	failed  map[string]error // request id → its Stat's download failed (failure)
 	fetches sync.WaitGroup
 
 	heads    singleflight.Group
@@ -175,6 +176,7 @@ func New(registryURL string, rt http.RoundTripper, opts ...Option) (*Puller, err
 		log:           logx.Discard(),
 		observer:      nopObserver{},
 		flights:       map[string]*flight{},
+		failed:        map[string]error{},
 		headSeen:      map[string]headEntry{},
 		tagChecked:    map[string]time.Time{},
 	}
