@@ -68,8 +68,13 @@ func TestAbortedResponseOfUnknownSizePrintsNoStackTrace(t *testing.T) {
 	p := startProxy(t, emu, proxyOpts{})
 	emu.ChunkBlobs(true)
 	emu.CorruptBlobs(10)
+	// Held until the client has the answer's headers, so that the download
+	// fails while it is being served (a download that failed before would
+	// be answered with an error status, not an aborted body).
+	release := emu.StallBlobs(32 << 10)
 
 	resp := getBlob(t, p, "team/abort", dgst)
+	release()
 	_, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err == nil {
