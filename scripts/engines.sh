@@ -273,8 +273,11 @@ owner=$(stat -c %u:%g "$reg/local-storage/cache")
 ok "the cache directory docker created as root now belongs to 65532:65532"
 [ "$(stat -c %u:%a "$reg/key.pem")" = "0:600" ] || fail "the key's owner or mode changed"
 ok "the key is still root's, 0600"
+# The log is read whole first: with pipefail, grep -q closing the pipe
+# early would fail docker logs (SIGPIPE) and the test with it.
+logs=$(docker logs "$name" 2>&1)
 for f in "SSL_KEY /opt/ssl/key.pem" "AWS_SHARED_CREDENTIALS_FILE /root/.aws/credentials"; do
-  docker logs "$name" 2>&1 | grep -qF "$f is not readable by UID 65532" || fail "the log does not say that $f is read from its copy"
+  grep -qF "$f is not readable by UID 65532" <<<"$logs" || fail "the log does not say that $f is read from its copy"
 done
 ok "the key and the AWS credentials, root's alone, are read from copies taken at start (as the log says)"
 
