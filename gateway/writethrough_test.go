@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,30 @@ func newLocal(t *testing.T, opts ...WriteThroughOption) (*WriteThrough, distribu
 // blob writer (any driver; here inmemory), and a spool file the driver
 // adopts (lrufilesystem).
 var stores = []string{"inmemory", lrufs.DriverName}
+
+// forEachStore runs test, in parallel, on each of the stores.
+func forEachStore(t *testing.T, test func(*testing.T, string)) {
+	t.Parallel()
+	for _, store := range stores {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			test(t, store)
+		})
+	}
+}
+
+// gatewayToEmulator is a gateway writing through to a new local store
+// of the named kind, pushing to a new emulator with a token it minted.
+func gatewayToEmulator(t *testing.T, store string) (distribution.Namespace, *httptest.Server) {
+	t.Helper()
+	emu := ecrtest.New(t)
+	user, pw, err := emu.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, ns := newLocalOn(t, store)
+	return ns, newGateway(t, emu.RegistryURL(), basicTransport{user, pw}, nil, WithWriteThrough(wt))
+}
 
 // newLocalOn is newLocal on the named store.
 func newLocalOn(t *testing.T, store string, opts ...WriteThroughOption) (*WriteThrough, distribution.Namespace) {
@@ -96,24 +121,10 @@ func hasBlob(t *testing.T, ns distribution.Namespace, repo string, d digest.Dige
 // TestWriteThroughPush pushes an image, an index and a chunked blob
 // through the gateway to the emulator and finds all of it, tags included,
 // in the local store; a DELETE is mirrored.
-func TestWriteThroughPush(t *testing.T) {
-	t.Parallel()
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			testWriteThroughPush(t, store)
-		})
-	}
-}
+func TestWriteThroughPush(t *testing.T) { forEachStore(t, testWriteThroughPush) }
 
 func testWriteThroughPush(t *testing.T, store string) {
-	emu := ecrtest.New(t)
-	user, pw, err := emu.Token()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, ns := newLocalOn(t, store)
-	gw := newGateway(t, emu.RegistryURL(), basicTransport{user, pw}, nil, WithWriteThrough(wt))
+	ns, gw := gatewayToEmulator(t, store)
 	host := strings.TrimPrefix(gw.URL, "http://")
 
 	img, err := ecrtest.RandomImage(2, 100<<10, types.DockerManifestSchema2)
@@ -255,13 +266,7 @@ func checkTag(t *testing.T, ns distribution.Namespace, repo, tag string, m inter
 // digest mismatch, a chunk ECR holds differently, a chunk out of order),
 // the client still gets ECR's answer and nothing is cached.
 func TestWriteThroughNeverFailsThePush(t *testing.T) {
-	t.Parallel()
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			testWriteThroughNeverFailsThePush(t, store)
-		})
-	}
+	forEachStore(t, testWriteThroughNeverFailsThePush)
 }
 
 func testWriteThroughNeverFailsThePush(t *testing.T, store string) {
@@ -386,23 +391,11 @@ func TestParseRange(t *testing.T) {
 // once took the table's and a session's locks in opposite orders and hung
 // every later upload.
 func TestWriteThroughConcurrentUploads(t *testing.T) {
-	t.Parallel()
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			testWriteThroughConcurrentUploads(t, store)
-		})
-	}
+	forEachStore(t, testWriteThroughConcurrentUploads)
 }
 
 func testWriteThroughConcurrentUploads(t *testing.T, store string) {
-	emu := ecrtest.New(t)
-	user, pw, err := emu.Token()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, ns := newLocalOn(t, store)
-	gw := newGateway(t, emu.RegistryURL(), basicTransport{user, pw}, nil, WithWriteThrough(wt))
+	ns, gw := gatewayToEmulator(t, store)
 	const workers, each = 32, 4
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
