@@ -5,9 +5,8 @@ package metrics
 // that the label keeps its two values), hit says whether it was served
 // from the cache (X-Cache-Status: HIT) rather than fetched from ECR
 // (MISS), and bytes is how much of the body was written to the client.
-func ObserveServed(kind string, hit bool, bytes int64) {
-	ensure()
-	std.observeServed(kind, hit, bytes)
+func (m *Metrics) ObserveServed(kind string, hit bool, bytes int64) {
+	m.rec.observeServed(kind, hit, bytes)
 }
 
 func (r *recorder) observeServed(kind string, hit bool, bytes int64) {

@@ -1,20 +1,25 @@
 // Package metrics holds ecr-proxy's Prometheus metrics: cache hits and
 // misses, bytes served from the cache and from ECR, upstream requests,
-// ECR token mints and the single-flight fetcher. They are registered once
-// with prometheus.DefaultRegisterer, the registry distribution's debug
-// server exposes (http.debug.addr, at http.debug.prometheus.path, with
+// ECR token mints and the single-flight fetcher. The package keeps no
+// state of its own: [New] builds one set of collectors and registers it
+// with the registry it is given. The command gives it
+// prometheus.DefaultRegisterer, the registry distribution's debug server
+// exposes (http.debug.addr, at http.debug.prometheus.path, with
 // http.debug.prometheus.enabled), next to distribution's own registry_*
-// metrics and the cache driver's ecrproxy_cache_* metrics.
+// metrics and the cache driver's ecrproxy_cache_* metrics; tests give
+// their own.
 //
-// The package only exports small observers; the command wires them in:
+// A [Metrics] value's methods are small observers; the command wires them
+// in:
 //
-//   - [ObserveMint] is an auth.WithMintObserver function.
-//   - [InstrumentTransport] wraps the base http.RoundTripper under
+//   - [Metrics.ObserveMint] is an auth.WithMintObserver function.
+//   - [Metrics.InstrumentTransport] wraps the base http.RoundTripper under
 //     auth.Transport, so it sees every hop to ECR and S3.
-//   - [ObserveServed] is called by the gateway once per manifest or blob
-//     GET it answered with success.
-//   - [SingleflightObserver] is the single-flight blob fetcher's observer
-//     (pullthrough.WithObserver).
+//   - [Metrics.ObserveServed] is called by the gateway once per manifest
+//     or blob GET it answered with success.
+//   - [Metrics.Singleflight] is the single-flight blob fetcher's observer
+//     (pullthrough.WithObserver), which also counts the blobs it streams
+//     without caching them.
 //
 // Labels take values from fixed sets only: no repository name, tag,
 // digest, URL, host, upload id, error text or credential ever becomes a
@@ -32,6 +37,12 @@
 //	    Body bytes written to clients for those requests. The byte hit ratio:
 //	      sum(rate(ecrproxy_served_bytes_total{source="cache"}[1h]))
 //	        / sum(rate(ecrproxy_served_bytes_total[1h]))
+//	ecrproxy_cache_uncached_total{reason="disk_full|too_large"}  counter
+//	    Blob downloads from ECR streamed to their clients but not cached
+//	    (fed by the pull-through fetcher, once per download): the cache's
+//	    disk had no room for the blob (its spool could not be written, or
+//	    the room for it not reserved), or the blob is larger than the
+//	    cache's maxsize.
 //
 // Upstream (fed by the transport, per HTTP round trip to ECR or S3):
 //

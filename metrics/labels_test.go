@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
@@ -57,6 +58,8 @@ func feedEverything(t *testing.T, r *recorder) {
 	}
 	r.observeMint(auth.MintEvent{Token: auth.Token{Username: "AWS", Password: "TOKENSECRET", ExpiresAt: time.Unix(1_800_000_000, 0)}, Duration: time.Second})
 	r.observeMint(auth.MintEvent{Err: errors.New("AccessDenied for arn:aws:iam::123456789012:role/secret-role"), Duration: time.Second})
+	r.observeUncached(UncachedDiskFull)
+	r.observeUncached("sha256:deadbeefcafe")
 	for _, kind := range []string{KindManifest, KindBlob, "sha256:deadbeefcafe", "secret-team/private-app", "tags"} {
 		r.observeServed(kind, true, 10)
 		r.observeServed(kind, false, 10)
@@ -73,6 +76,7 @@ var allowed = map[string]map[string]bool{
 	"code":   codes(),
 	"result": set(resultHit, resultMiss, resultSuccess, resultFailure),
 	"source": set(sourceCache, sourceUp),
+	"reason": set(UncachedDiskFull, UncachedTooLarge),
 	"le":     nil, // histogram buckets, fixed by the definition
 }
 
@@ -154,35 +158,55 @@ func TestMetricsFollowPrometheusConventions(t *testing.T) {
 	}
 }
 
-func TestRegisterOnDefaultRegistry(t *testing.T) {
-	// Not parallel: it uses the process-wide registry and recorder.
-	if err := Register(); err != nil {
-		t.Fatalf("Register: %v", err)
+func TestNewRegistersWithTheGivenRegistry(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewPedanticRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
 	}
-	if err := Register(); err != nil {
-		t.Fatalf("Register again: %v", err)
+	// A second set on the same registry feeds the same series.
+	m2, err := New(reg)
+	if err != nil {
+		t.Fatalf("New again on the same registry: %v", err)
 	}
-	before, _ := value(t, prometheus.DefaultGatherer, "ecrproxy_singleflight_fetches_total")
-	SingleflightObserver{}.FlightStarted()
-	SingleflightObserver{}.WaitersChanged(1)
-	SingleflightObserver{}.WaitersChanged(-1)
-	ObserveServed(KindBlob, true, 0)
-	ObserveMint(auth.MintEvent{Token: auth.Token{ExpiresAt: time.Unix(1_800_000_000, 0)}})
-	if after, _ := value(t, prometheus.DefaultGatherer, "ecrproxy_singleflight_fetches_total"); after != before+1 {
-		t.Errorf("singleflight fetches on the default registry = %v, want %v", after, before+1)
+	sf := m.Singleflight()
+	sf.FlightStarted()
+	sf.WaitersChanged(1)
+	sf.WaitersChanged(-1)
+	m2.Singleflight().FlightStarted()
+	m.Singleflight().Uncached(UncachedDiskFull)
+	m.Singleflight().Uncached("not a reason")
+	m.ObserveServed(KindBlob, true, 0)
+	m.ObserveMint(auth.MintEvent{Token: auth.Token{ExpiresAt: time.Unix(1_800_000_000, 0)}})
+	if got, _ := value(t, reg, "ecrproxy_singleflight_fetches_total"); got != 2 {
+		t.Errorf("singleflight fetches = %v, want 2", got)
 	}
-	if got, _ := value(t, prometheus.DefaultGatherer, "ecrproxy_token_expiry_timestamp_seconds"); got != 1_800_000_000 {
-		t.Errorf("token expiry on the default registry = %v, want 1.8e9", got)
+	if got, _ := value(t, reg, "ecrproxy_token_expiry_timestamp_seconds"); got != 1_800_000_000 {
+		t.Errorf("token expiry = %v, want 1.8e9", got)
 	}
-	if SingleflightWaiters != std.sfWaiters {
-		t.Error("SingleflightWaiters is not the registered gauge")
+	want := `# HELP ecrproxy_cache_uncached_total Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk) or too_large (larger than maxsize).
+# TYPE ecrproxy_cache_uncached_total counter
+ecrproxy_cache_uncached_total{reason="disk_full"} 1
+ecrproxy_cache_uncached_total{reason="too_large"} 0
+`
+	if diff := cmp.Diff(want, exposition(t, reg, "ecrproxy_cache_uncached_total")); diff != "" {
+		t.Errorf("uncached (-want +got):\n%s", diff)
+	}
+	// Nothing reached the default registry.
+	if _, ok := value(t, prometheus.DefaultGatherer, "ecrproxy_singleflight_fetches_total"); ok {
+		t.Error("New registered with prometheus.DefaultRegisterer")
+	}
+	// A nil registry registers nowhere.
+	if _, err := New(nil); err != nil {
+		t.Errorf("New(nil): %v", err)
 	}
 	// A conflicting definition under one of our names is reported.
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(prometheus.NewGauge(prometheus.GaugeOpts{Name: "ecrproxy_token_mints_total", Help: "x"})); err != nil {
+	bad := prometheus.NewRegistry()
+	if err := bad.Register(prometheus.NewGauge(prometheus.GaugeOpts{Name: "ecrproxy_token_mints_total", Help: "x"})); err != nil {
 		t.Fatalf("register conflicting gauge: %v", err)
 	}
-	if err := newRecorder(time.Now).register(reg); err == nil {
-		t.Error("register over a conflicting collector: want an error")
+	if _, err := New(bad); err == nil {
+		t.Error("New over a conflicting collector: want an error")
 	}
 }

@@ -2,7 +2,7 @@ package metrics
 
 import (
 	"errors"
-	"sync"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +19,13 @@ const (
 	KindManifest = "manifest"
 	KindBlob     = "blob"
 
+	// UncachedDiskFull and UncachedTooLarge are the reasons a blob fetched
+	// from ECR was streamed to its clients without being cached: the
+	// cache's disk had no room for it, or it is larger than the cache's
+	// bound (maxsize).
+	UncachedDiskFull = "disk_full"
+	UncachedTooLarge = "too_large"
+
 	resultHit     = "hit"
 	resultMiss    = "miss"
 	resultSuccess = "success"
@@ -27,25 +34,22 @@ const (
 	sourceUp      = "upstream"
 )
 
-// recorder holds one set of collectors. The package keeps one, std,
-// registered with prometheus.DefaultRegisterer; tests build their own on a
-// private registry.
+// recorder holds one set of collectors.
 type recorder struct {
 	now func() time.Time
 
-	mints          *prometheus.CounterVec
-	mintDuration   prometheus.Histogram
-	tokenExpiry    prometheus.Gauge
-	upRequests     *prometheus.CounterVec
-	upDuration     *prometheus.HistogramVec
-	upBytes        *prometheus.CounterVec
-	cacheRequests  *prometheus.CounterVec
-	servedBytes    *prometheus.CounterVec
-	sfWaiters      prometheus.Gauge
-	sfFetches      prometheus.Counter
-	sfRequests     prometheus.Counter
-	registerOnce   sync.Once
-	registerResult error
+	mints         *prometheus.CounterVec
+	mintDuration  prometheus.Histogram
+	tokenExpiry   prometheus.Gauge
+	upRequests    *prometheus.CounterVec
+	upDuration    *prometheus.HistogramVec
+	upBytes       *prometheus.CounterVec
+	cacheRequests *prometheus.CounterVec
+	servedBytes   *prometheus.CounterVec
+	sfWaiters     prometheus.Gauge
+	sfFetches     prometheus.Counter
+	sfRequests    prometheus.Counter
+	uncached      *prometheus.CounterVec
 }
 
 func newRecorder(now func() time.Time) *recorder {
@@ -97,6 +101,10 @@ func newRecorder(now func() time.Time) *recorder {
 			Namespace: namespace, Name: "singleflight_requests_total",
 			Help: "Client requests served by an upstream blob fetch, the one that started it included; minus fetches, the fetches saved.",
 		}),
+		uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "cache_uncached_total",
+			Help: "Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk) or too_large (larger than maxsize).",
+		}, []string{"reason"}),
 	}
 	// Series with fixed label sets exist from the start, at 0, so that
 	// rate() and ratios work before the first event.
@@ -109,49 +117,101 @@ func newRecorder(now func() time.Time) *recorder {
 		r.servedBytes.WithLabelValues(kind, sourceCache)
 		r.servedBytes.WithLabelValues(kind, sourceUp)
 	}
+	for _, reason := range []string{UncachedDiskFull, UncachedTooLarge} {
+		r.uncached.WithLabelValues(reason)
+	}
 	return r
 }
 
-func (r *recorder) collectors() []prometheus.Collector {
-	return []prometheus.Collector{
-		r.mints, r.mintDuration, r.tokenExpiry,
-		r.upRequests, r.upDuration, r.upBytes,
-		r.cacheRequests, r.servedBytes,
-		r.sfWaiters, r.sfFetches, r.sfRequests,
+// collectors lists the collectors, each with a function that makes the
+// recorder use another collector of the same definition in its place.
+func (r *recorder) collectors() []struct {
+	c     prometheus.Collector
+	adopt func(prometheus.Collector) bool
+} {
+	type entry = struct {
+		c     prometheus.Collector
+		adopt func(prometheus.Collector) bool
+	}
+	return []entry{
+		{r.mints, adoptAs(&r.mints)},
+		{r.mintDuration, adoptAs(&r.mintDuration)},
+		{r.tokenExpiry, adoptAs(&r.tokenExpiry)},
+		{r.upRequests, adoptAs(&r.upRequests)},
+		{r.upDuration, adoptAs(&r.upDuration)},
+		{r.upBytes, adoptAs(&r.upBytes)},
+		{r.cacheRequests, adoptAs(&r.cacheRequests)},
+		{r.servedBytes, adoptAs(&r.servedBytes)},
+		{r.sfWaiters, adoptAs(&r.sfWaiters)},
+		{r.sfFetches, adoptAs(&r.sfFetches)},
+		{r.sfRequests, adoptAs(&r.sfRequests)},
+		{r.uncached, adoptAs(&r.uncached)},
 	}
 }
 
-// register registers the collectors with reg the first time it is called;
-// later calls return the first call's result. A collector already
-// registered (by an earlier registration of the same definition) is not
-// an error.
-func (r *recorder) register(reg prometheus.Registerer) error {
-	r.registerOnce.Do(func() {
-		var errs []error
-		for _, c := range r.collectors() {
-			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					errs = append(errs, err)
-				}
-			}
+// adoptAs returns a function that stores a collector in *field when it is
+// of the field's type.
+func adoptAs[T prometheus.Collector](field *T) func(prometheus.Collector) bool {
+	return func(c prometheus.Collector) bool {
+		v, ok := c.(T)
+		if ok {
+			*field = v
 		}
-		r.registerResult = errors.Join(errs...)
-	})
-	return r.registerResult
+		return ok
+	}
 }
 
-// std is the process's recorder, the one the exported functions feed.
-var std = newRecorder(time.Now)
+// register registers the collectors with reg. A collector of the same
+// definition already registered there (by an earlier recorder on the same
+// registry) is used in place of the recorder's own, so that both feed
+// what reg exposes.
+func (r *recorder) register(reg prometheus.Registerer) error {
+	var errs []error
+	for _, e := range r.collectors() {
+		err := reg.Register(e.c)
+		var are prometheus.AlreadyRegisteredError
+		switch {
+		case err == nil:
+		case errors.As(err, &are) && e.adopt(are.ExistingCollector):
+		default:
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
-// Register registers the package's collectors with
-// prometheus.DefaultRegisterer, which distribution's debug server exposes
-// at http.debug.prometheus.path. It is safe to call more than once; every
-// observer function also registers on first use, so calling it at start
-// only makes a conflict (another collector of the same name) an error the
-// command can report.
-func Register() error { return std.register(prometheus.DefaultRegisterer) }
+// Metrics is one set of ecr-proxy's collectors, registered with the
+// registry given to New. Its methods are the observers the command wires
+// in (see the package documentation).
+type Metrics struct {
+	rec *recorder
+}
 
-// ensure registers std on first use by any observer; the error is the
-// one Register reports.
-func ensure() { _ = Register() }
+// New returns the collectors registered with reg: the command passes the
+// registry its /metrics endpoint serves (distribution's debug server
+// gathers prometheus.DefaultGatherer). A nil reg registers them nowhere.
+// It fails when reg already holds another collector under one of the
+// names.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{rec: newRecorder(time.Now)}
+	if reg != nil {
+		if err := m.rec.register(reg); err != nil {
+			return nil, fmt.Errorf("register ecr-proxy metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// ObserveUncached records one blob fetched from ECR that was not cached,
+// for reason UncachedDiskFull or UncachedTooLarge (any other value is
+// ignored, so that the label keeps its two values).
+func (m *Metrics) ObserveUncached(reason string) {
+	m.rec.observeUncached(reason)
+}
+
+func (r *recorder) observeUncached(reason string) {
+	if reason != UncachedDiskFull && reason != UncachedTooLarge {
+		return
+	}
+	r.uncached.WithLabelValues(reason).Inc()
+}

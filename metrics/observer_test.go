@@ -11,7 +11,7 @@ import (
 // The observers fit the hooks they are made for.
 var (
 	_ pullthrough.Observer                      = metrics.SingleflightObserver{}
-	_ func(auth.MintEvent)                      = metrics.ObserveMint
-	_ func(http.RoundTripper) http.RoundTripper = metrics.InstrumentTransport
-	_ auth.TokenSourceOption                    = auth.WithMintObserver(metrics.ObserveMint)
+	_ func(auth.MintEvent)                      = (*metrics.Metrics)(nil).ObserveMint
+	_ func(http.RoundTripper) http.RoundTripper = (*metrics.Metrics)(nil).InstrumentTransport
+	_ func(string, bool, int64)                 = (*metrics.Metrics)(nil).ObserveServed
 )

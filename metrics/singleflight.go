@@ -1,30 +1,33 @@
 package metrics
 
-import (
-	"github.com/prometheus/client_golang/prometheus"
-)
-
-// SingleflightWaiters is the gauge ecrproxy_singleflight_waiters: client
-// requests attached right now to an upstream blob fetch in flight, the
-// one that started it included. SingleflightObserver maintains it.
-var SingleflightWaiters prometheus.Gauge = std.sfWaiters
-
 // SingleflightObserver records the single-flight blob fetcher's events. It
-// satisfies pullthrough.Observer: pass it to pullthrough.WithObserver.
-type SingleflightObserver struct{}
+// satisfies pullthrough.Observer: pass Metrics.Singleflight to
+// pullthrough.WithObserver.
+type SingleflightObserver struct {
+	rec *recorder
+}
+
+// Singleflight returns the observer of the pull-through blob fetcher.
+func (m *Metrics) Singleflight() SingleflightObserver {
+	return SingleflightObserver{rec: m.rec}
+}
 
 // FlightStarted records that an upstream fetch started (the first request
 // for a repository and digest not already in flight).
-func (SingleflightObserver) FlightStarted() {
-	ensure()
-	std.sfFetches.Inc()
+func (o SingleflightObserver) FlightStarted() {
+	o.rec.sfFetches.Inc()
 }
 
 // WaitersChanged records a client request joining (+1) or leaving (-1) a
 // fetch in flight.
-func (SingleflightObserver) WaitersChanged(delta int) {
-	ensure()
-	std.waitersChanged(delta)
+func (o SingleflightObserver) WaitersChanged(delta int) {
+	o.rec.waitersChanged(delta)
+}
+
+// Uncached records a fetched blob that was streamed to its clients
+// without being cached, for reason UncachedDiskFull or UncachedTooLarge.
+func (o SingleflightObserver) Uncached(reason string) {
+	o.rec.observeUncached(reason)
 }
 
 func (r *recorder) waitersChanged(delta int) {

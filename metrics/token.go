@@ -7,9 +7,8 @@ import (
 // ObserveMint records one ECR token mint. Pass it to
 // auth.WithMintObserver. A successful mint sets the token expiry gauge; a
 // failed one leaves it at the still-current token's expiry.
-func ObserveMint(e auth.MintEvent) {
-	ensure()
-	std.observeMint(e)
+func (m *Metrics) ObserveMint(e auth.MintEvent) {
+	m.rec.observeMint(e)
 }
 
 func (r *recorder) observeMint(e auth.MintEvent) {

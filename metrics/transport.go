@@ -42,9 +42,8 @@ var _ http.RoundTripper = (*transport)(nil)
 // Put it under auth.Transport (auth.WithBase), so that it sees every hop:
 // the registry requests, each replay after a refused token, and the
 // redirects to S3.
-func InstrumentTransport(base http.RoundTripper) http.RoundTripper {
-	ensure()
-	return std.instrument(base)
+func (m *Metrics) InstrumentTransport(base http.RoundTripper) http.RoundTripper {
+	return m.rec.instrument(base)
 }
 
 func (r *recorder) instrument(base http.RoundTripper) http.RoundTripper {

@@ -84,12 +84,26 @@ type Observer interface {
 	// WaitersChanged is called with +1 or -1 as clients join or leave a
 	// download.
 	WaitersChanged(delta int)
+	// Uncached is called once per download that streams its blob to its
+	// clients without caching it, with the reason: ReasonDiskFull or
+	// ReasonTooLarge.
+	Uncached(reason string)
 }
+
+// The reasons a download is not cached (Observer.Uncached).
+const (
+	// ReasonDiskFull: the spool could not be written, or its room not
+	// reserved, for lack of space on the cache's disk.
+	ReasonDiskFull = "disk_full"
+	// ReasonTooLarge: the blob is larger than the cache's bound.
+	ReasonTooLarge = "too_large"
+)
 
 type nopObserver struct{}
 
 func (nopObserver) FlightStarted()     {}
 func (nopObserver) WaitersChanged(int) {}
+func (nopObserver) Uncached(string)    {}
 
 // Option configures a Puller.
 type Option func(*Puller)

@@ -14,7 +14,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ecr-proxy/ecr-proxy/gateway"
-	ecrmetrics "github.com/ecr-proxy/ecr-proxy/metrics"
 	"github.com/ecr-proxy/ecr-proxy/pullthrough"
 )
 
@@ -22,7 +21,7 @@ import (
 // distribution (once per process) and names it in the configuration; its
 // InitRegistry still has to be given the local namespace
 // (installLocalNamespace).
-func installPullthrough(s *settings, rt http.RoundTripper, spool string) (*pullthrough.Puller, error) {
+func installPullthrough(s *settings, rt http.RoundTripper, spool string, obs pullthrough.Observer) (*pullthrough.Puller, error) {
 	// proxy.cachewritetimeout bounds the local commit, as in
 	// distribution; downloads are bounded by progress (ecr.fetchidletimeout)
 	// and optionally in total (ecr.fetchmaxtime).
@@ -36,7 +35,7 @@ func installPullthrough(s *settings, rt http.RoundTripper, spool string) (*pullt
 		pullthrough.WithIdleTimeout(s.ecr.FetchIdleTimeout),
 		pullthrough.WithMaxFetchTime(s.ecr.FetchMaxTime),
 		pullthrough.WithTagTTL(s.ecr.TagTTL),
-		pullthrough.WithObserver(ecrmetrics.SingleflightObserver{}),
+		pullthrough.WithObserver(obs),
 		pullthrough.WithLogger(logrus.StandardLogger().WithField("component", "pullthrough")))
 	if err != nil {
 		return nil, err

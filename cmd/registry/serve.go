@@ -78,19 +78,22 @@ func serve(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
-	if err := ecrmetrics.Register(); err != nil {
-		return fmt.Errorf("register metrics: %w", err)
+	// The registry distribution's debug server serves at /metrics
+	// (docker/go-metrics' Handler gathers the default one).
+	mets, err := ecrmetrics.New(prometheus.DefaultRegisterer)
+	if err != nil {
+		return err
 	}
 	tokens, err := ecrauth.NewTokenSource(ecr.NewFromConfig(awsCfg),
 		ecrauth.WithRenewInterval(s.ecr.RenewInterval),
-		ecrauth.WithMintObserver(ecrmetrics.ObserveMint),
+		ecrauth.WithMintObserver(mets.ObserveMint),
 		ecrauth.WithLogger(logrus.StandardLogger().WithField("component", "ecr-token")))
 	if err != nil {
 		return err
 	}
 	upstream := gateway.NewUpstream()
 	transport, err := ecrauth.NewTransport(s.dist.Proxy.RemoteURL, tokens,
-		ecrauth.WithBase(gateway.UpstreamTimer(ecrmetrics.InstrumentTransport(upstreamTransport(s.ecr.Resolver)))),
+		ecrauth.WithBase(gateway.UpstreamTimer(mets.InstrumentTransport(upstreamTransport(s.ecr.Resolver)))),
 		ecrauth.WithRoundTripObserver(upstream.Observe))
 	if err != nil {
 		return err
@@ -112,7 +115,7 @@ func serve(ctx context.Context, s *settings) error {
 		return err
 	}
 	defer cacheLock.Close() //nolint:errcheck // releases the lock
-	puller, err := installPullthrough(s, transport, spool)
+	puller, err := installPullthrough(s, transport, spool, mets.Singleflight())
 	if err != nil {
 		return err
 	}
@@ -150,7 +153,7 @@ func serve(ctx context.Context, s *settings) error {
 	registry.RegisterHandler(func(_ *configuration.Configuration, next http.Handler) http.Handler {
 		opts := []gateway.Option{
 			gateway.WithUpstream(upstream),
-			gateway.WithServedObserver(ecrmetrics.ObserveServed),
+			gateway.WithServedObserver(mets.ObserveServed),
 			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, transport)),
 			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")),
 		}
