@@ -30,6 +30,16 @@
 //     registry refuses the new token too, callers get its refusal at once
 //     and tokens are minted at most every five seconds while the
 //     refusals go on, not once for each request.
+//   - [Router] serves several registries (accounts, regions, roles) as
+//     one: distribution's proxy has one upstream URL, so the command gives
+//     it a virtual one, and the Router picks the registry by the first
+//     components of the repository name (its prefix), strips them, sends
+//     the request through that registry's own [Transport] (own token
+//     source, own re-mint on refusal), and puts the prefix back into the
+//     Location and Link headers of the answer. Nothing above it (the
+//     proxy, the tag checks, the push passthrough) knows there are
+//     several registries, and one registry down or refusing touches only
+//     its own prefix. [CheckPrefixes] refuses prefixes that overlap.
 //
 // # How this meets distribution's proxy
 //

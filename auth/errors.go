@@ -14,6 +14,14 @@ var (
 	// ErrNoToken is returned when GetAuthorizationToken answers without
 	// authorization data.
 	ErrNoToken = errors.New("ECR returned no authorization data")
+
+	// ErrBadPrefix is returned by CheckPrefixes for a registry prefix
+	// that is not a repository name's leading components.
+	ErrBadPrefix = errors.New("bad registry prefix")
+
+	// ErrOverlappingPrefixes is returned by CheckPrefixes when two
+	// registries' prefixes are equal or one is a path prefix of the other.
+	ErrOverlappingPrefixes = errors.New("overlapping registry prefixes")
 )
 
 // errMalformedToken says the decoded token is not "user:password"; its
