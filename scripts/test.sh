@@ -16,8 +16,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # Debian packages the tests use: skopeo is a real client in the end-to-end
 # tests; buildah, jq, iproute2 and file build and
 # prove the container image; nginx with the seed's Lua modules is what the
-# benchmark's smoke run compares with. Installed when missing (as root).
-packages=(buildah jq iproute2 file skopeo nginx libnginx-mod-http-lua libnginx-mod-http-set-misc lua-cjson)
+# benchmark's smoke run compares with; redis-server is the shared index and
+# leases of the scaled-out tests. Installed when missing (as root).
+packages=(buildah jq iproute2 file skopeo nginx libnginx-mod-http-lua libnginx-mod-http-set-misc lua-cjson redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,6 +31,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The S3-compatible server of the scaled-out tests (internal/enginetest).
+GOFAKES3_VERSION=v1.2.0
+if ! [ -x "$(go env GOPATH)/bin/gofakes3" ]; then
+  step "installing gofakes3 $GOFAKES3_VERSION"
+  go install "github.com/johannesboyne/gofakes3/cmd/gofakes3@$GOFAKES3_VERSION"
 fi
 
 step "gofmt"
