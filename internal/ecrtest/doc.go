@@ -17,6 +17,13 @@
 //     AssumeRoleWithWebIdentity, EC2 IMDSv2 and the container credentials
 //     endpoint, so that aws-sdk-go-v2's credential chain works offline.
 //
+// Several registries (accounts, regions) are several emulators: an
+// APIFront gives them one AWS API endpoint, as an SDK has one ECR and one
+// STS endpoint for every region, and sends each signed request to the
+// emulator of its SigV4 region. WithAssumedRoleOnly makes a registry
+// reachable only through an assumed role with an external ID, as another
+// account's registry is.
+//
 // Faults (throttled or denied mints, registry errors, cut or stalled S3
 // bodies, the registry going down) and counters per request kind let tests
 // assert how a client behaves. Time used for token expiry comes from an

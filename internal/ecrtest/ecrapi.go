@@ -45,7 +45,7 @@ func (e *Emulator) serveECR(w http.ResponseWriter, r *http.Request) {
 
 	e.mu.Lock()
 	throttled := takeFault(&e.throttleMints)
-	denied := !throttled && takeFault(&e.denyMints)
+	denied := !throttled && (takeFault(&e.denyMints) || !e.mayMint(id))
 	e.mu.Unlock()
 	if throttled {
 		writeECRError(w, http.StatusBadRequest, "ThrottlingException", "Rate exceeded")

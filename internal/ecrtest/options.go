@@ -43,6 +43,8 @@ type config struct {
 	containerPath       string
 	manifestDigestOnGET bool
 	logger              logrus.FieldLogger
+	roleOnly            string // WithAssumedRoleOnly
+	roleExternalID      string
 }
 
 func newConfig(opts []Option) config {

@@ -50,7 +50,8 @@ func (e *Emulator) serveSTS(w http.ResponseWriter, r *http.Request) {
 		}{xml.Name{Local: "GetCallerIdentityResult"}, id.arn, id.userID, accountOf(id.arn, e.cfg.accountID)})
 	case "AssumeRole":
 		e.count(KindAssumeRole)
-		if _, ok := e.stsAuth(w, r, body); !ok {
+		caller, ok := e.stsAuth(w, r, body)
+		if !ok || !e.trustsAssumeRole(w, form, caller) {
 			return
 		}
 		user, creds, ok := e.assumeRole(w, form)
