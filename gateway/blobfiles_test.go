@@ -9,11 +9,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
+	distauth "github.com/distribution/distribution/v3/registry/auth"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	registrymiddleware "github.com/distribution/distribution/v3/registry/middleware/registry"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -217,4 +219,21 @@ func TestBlobFilesKeepClientAuth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recordingController grants or refuses, and records what was asked.
+type recordingController struct {
+	err error
+	mu  sync.Mutex
+	got [][]distauth.Access
+}
+
+func (c *recordingController) Authorized(_ *http.Request, access ...distauth.Access) (*distauth.Grant, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, access)
+	if c.err != nil {
+		return nil, c.err
+	}
+	return &distauth.Grant{User: distauth.UserInfo{Name: "u"}}, nil
 }

@@ -9,10 +9,17 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/logx"
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
+	"github.com/ecr-proxy/ecr-proxy/pushthrough"
 )
 
 // Option configures the gateway handler.
 type Option func(*handler)
+
+// WithPassthrough makes the gateway send the registry API's writes to p.
+// Without it, writes go to distribution, which refuses them (405) in
+// proxy mode.
+func WithPassthrough(p *pushthrough.Passthrough) Option { return func(h *handler) { h.push = p } }
 
 // WithUpstream sets the tracker the handler asks whether ECR is failing.
 func WithUpstream(u *Upstream) Option { return func(h *handler) { h.upstream = u } }
@@ -31,7 +38,7 @@ type handler struct {
 	upstream *Upstream
 	probe    ProbeFunc
 	log      logrus.FieldLogger
-	push     *Passthrough // writes go to ECR (push.go)
+	push     *pushthrough.Passthrough // writes go to ECR
 	served   func(kind string, hit bool, bytes int64)
 
 	files         BlobFiles // blob hits served from their files (blobfiles.go)
@@ -67,9 +74,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.push != nil {
-		h.push.ext.sanitize(r)
-		if wr, ok := h.push.match(r); ok {
-			h.push.serve(w, r, wr)
+		h.push.Sanitize(r)
+		if h.push.ServeWrite(w, r) {
 			return
 		}
 	}
@@ -198,7 +204,7 @@ func (w *readWriter) WriteHeader(code int) {
 		for k := range w.Header() {
 			w.Header().Del(k)
 		}
-		writeError(w.ResponseWriter, http.StatusBadGateway, "MANIFEST_INVALID", msgManifestRefused)
+		wire.WriteError(w.ResponseWriter, http.StatusBadGateway, "MANIFEST_INVALID", msgManifestRefused)
 		return
 	}
 	if (code == http.StatusNotFound || code >= http.StatusInternalServerError) && w.upstream.FailedSince(w.start) {
@@ -214,7 +220,7 @@ func (w *readWriter) WriteHeader(code int) {
 			w.Header().Del(k)
 		}
 		w.Header().Set("Retry-After", "10")
-		writeError(w.ResponseWriter, http.StatusServiceUnavailable, "UNAVAILABLE", msgUpstreamUnavailable)
+		wire.WriteError(w.ResponseWriter, http.StatusServiceUnavailable, "UNAVAILABLE", msgUpstreamUnavailable)
 		return
 	}
 	w.ResponseWriter.WriteHeader(code)

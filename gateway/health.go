@@ -50,11 +50,11 @@ func (h *handler) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 				status, body["status"], body["ecr"] = http.StatusServiceUnavailable, "degraded", "unreachable"
 			}
 		}
-		if h.push != nil && h.push.wt != nil {
+		if h.push != nil {
 			body["uploads"] = "ok"
 			ctx, cancel := context.WithTimeout(r.Context(), uploadsReadyTimeout)
 			defer cancel()
-			if err := h.push.wt.Ready(ctx); err != nil {
+			if err := h.push.Ready(ctx); err != nil {
 				h.log.WithError(err).Error("readiness: the upload path is wedged")
 				status, body["status"], body["uploads"] = http.StatusServiceUnavailable, "failing", "wedged"
 			}

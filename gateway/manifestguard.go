@@ -9,12 +9,9 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
-)
 
-// MaxManifestSize is the largest manifest taken from upstream or pushed
-// (a pushed one is read whole, to be replayed and cached): ECR's limit,
-// and distribution's.
-const MaxManifestSize = 4 << 20
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
+)
 
 // errManifest is a manifest from upstream refused by GuardManifests.
 var errManifest = errors.New("upstream manifest refused")
@@ -24,7 +21,7 @@ var errManifest = errors.New("upstream manifest refused")
 // bound, and trusts a by-tag answer: a 100 MiB manifest took 450 MiB of
 // memory per request and was cached. A manifest body (GET of
 // /v2/<name>/manifests/<reference> answered 200) now fails the read past
-// MaxManifestSize, and at its end unless it matches its digest: the
+// [wire.MaxManifestSize], and at its end unless it matches its digest: the
 // reference when it is a digest, else the Docker-Content-Digest the
 // answer announces (the digest the proxy announces to its clients). A
 // refused manifest is never cached: distribution's read fails.
@@ -39,10 +36,10 @@ func GuardManifests(rt http.RoundTripper) http.RoundTripper {
 			return resp, nil
 		}
 		rec, _ := req.Context().Value(recorderKey{}).(*fetchRecorder)
-		if resp.ContentLength > MaxManifestSize {
+		if resp.ContentLength > wire.MaxManifestSize {
 			_ = resp.Body.Close()
 			rec.noteRefused()
-			return nil, fmt.Errorf("%w: %d bytes, more than %d", errManifest, resp.ContentLength, MaxManifestSize)
+			return nil, fmt.Errorf("%w: %d bytes, more than %d", errManifest, resp.ContentLength, wire.MaxManifestSize)
 		}
 		want, err := digest.Parse(ref)
 		if err != nil {
@@ -78,9 +75,9 @@ type guardedBody struct {
 func (g *guardedBody) Read(p []byte) (int, error) {
 	n, err := g.ReadCloser.Read(p)
 	g.n += int64(n)
-	if g.n > MaxManifestSize {
+	if g.n > wire.MaxManifestSize {
 		g.rec.noteRefused()
-		return 0, fmt.Errorf("%w: more than %d bytes", errManifest, MaxManifestSize)
+		return 0, fmt.Errorf("%w: more than %d bytes", errManifest, wire.MaxManifestSize)
 	}
 	if g.verifier != nil {
 		_, _ = g.verifier.Write(p[:n])

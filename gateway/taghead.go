@@ -42,20 +42,20 @@ func WithTagHeads(headers http.Header) Option {
 // did not, it wrote nothing.
 func (h *handler) serveTagHead(w http.ResponseWriter, r *http.Request) bool {
 	p := h.push
-	if r.Method != http.MethodHead || p == nil || p.prefix != "" || r.Header.Get("If-None-Match") != "" {
+	if r.Method != http.MethodHead || p == nil || p.PathPrefix() != "" || r.Header.Get("If-None-Match") != "" {
 		return false
 	}
 	repo, tag, ok := tagPath(r.URL.Path)
 	if !ok || len(health.CheckStatus(r.Context())) > 0 {
 		return false
 	}
-	if p.access != nil {
+	if ac := p.AccessController(); ac != nil {
 		res := distauth.Resource{Type: "repository", Name: repo}
-		if _, err := p.access.Authorized(r, distauth.Access{Resource: res, Action: "pull"}); err != nil {
+		if _, err := ac.Authorized(r, distauth.Access{Resource: res, Action: "pull"}); err != nil {
 			return false
 		}
 	}
-	ns := p.wt.namespace()
+	ns := p.LocalNamespace()
 	if ns == nil {
 		return false
 	}
@@ -100,7 +100,7 @@ func (h *handler) serveTagHead(w http.ResponseWriter, r *http.Request) bool {
 // media type the client accepts by name.
 func (h *handler) upstreamTag(r *http.Request, repo, tag string) (v1.Descriptor, bool) {
 	p := h.push
-	u := *p.target
+	u := p.Upstream()
 	u.Path = "/v2/" + repo + "/manifests/" + tag
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodHead, u.String(), http.NoBody)
 	if err != nil {
@@ -109,7 +109,7 @@ func (h *handler) upstreamTag(r *http.Request, repo, tag string) (v1.Descriptor,
 	for _, a := range r.Header.Values("Accept") {
 		req.Header.Add("Accept", a)
 	}
-	resp, err := p.rt.RoundTrip(req)
+	resp, err := p.Transport().RoundTrip(req)
 	if err != nil {
 		return v1.Descriptor{}, false
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // tagPattern is the distribution spec's tag grammar.
@@ -73,7 +75,7 @@ func checkPath(p string) *pathError {
 // spec's error code, and reports whether it did.
 func rejectInvalid(w http.ResponseWriter, r *http.Request) bool {
 	if perr := checkPath(r.URL.Path); perr != nil {
-		writeError(w, http.StatusBadRequest, perr.code, perr.message)
+		wire.WriteError(w, http.StatusBadRequest, perr.code, perr.message)
 		return true
 	}
 	return false

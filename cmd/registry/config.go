@@ -20,7 +20,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
-	"github.com/ecr-proxy/ecr-proxy/gateway"
+	"github.com/ecr-proxy/ecr-proxy/pushthrough"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
 
@@ -195,7 +195,7 @@ func (s *settings) check(lookup lookupFunc) error {
 	if err := s.checkWrites(); err != nil {
 		return err
 	}
-	if _, err := gateway.ParseTrustedProxies(s.ecr.TrustedProxies); err != nil {
+	if _, err := pushthrough.ParseTrustedProxies(s.ecr.TrustedProxies); err != nil {
 		return fmt.Errorf("ecr.trustedproxies: %w", err)
 	}
 	awsRegion, _ := lookup("AWS_REGION")

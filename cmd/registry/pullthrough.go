@@ -13,8 +13,8 @@ import (
 	repositorymiddleware "github.com/distribution/distribution/v3/registry/middleware/repository"
 	"github.com/sirupsen/logrus"
 
-	"github.com/ecr-proxy/ecr-proxy/gateway"
 	"github.com/ecr-proxy/ecr-proxy/pullthrough"
+	"github.com/ecr-proxy/ecr-proxy/pushthrough"
 )
 
 // installPullthrough registers the pullthrough repository middleware with
@@ -76,7 +76,7 @@ func spoolDir(s *settings) (string, error) {
 // may be the system's temporary one.
 func removeSpools(dir string) (int, error) {
 	n := 0
-	for _, pattern := range []string{pullthrough.SpoolPattern, gateway.SpoolPattern} {
+	for _, pattern := range []string{pullthrough.SpoolPattern, pushthrough.SpoolPattern} {
 		files, err := filepath.Glob(filepath.Join(dir, pattern))
 		if err != nil {
 			return n, err

@@ -5,38 +5,37 @@ import (
 	"net/http"
 
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
-	"github.com/gorilla/mux"
-
 	distauth "github.com/distribution/distribution/v3/registry/auth"
+	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 
-	"github.com/ecr-proxy/ecr-proxy/gateway"
+	"github.com/ecr-proxy/ecr-proxy/pushthrough"
 )
 
 // newPushPassthrough builds the gateway's push passthrough: writes go to
 // ECR through rt, checked against the auth: section; what passes is also
 // written into the local cache by writeThrough.
-func newPushPassthrough(s *settings, rt http.RoundTripper, writeThrough *gateway.WriteThrough, clientAuth distauth.AccessController) (*gateway.Passthrough, error) {
+func newPushPassthrough(s *settings, rt http.RoundTripper, writeThrough *pushthrough.WriteThrough, clientAuth distauth.AccessController) (*pushthrough.Passthrough, error) {
 	if s.push == pushDisabled {
 		return nil, nil //nolint:nilnil // no passthrough: distribution refuses writes (405)
 	}
 	if clientAuth == nil && !s.envOnly {
 		s.notes = append(s.notes, "ecr.push: anonymous: anyone who reaches the proxy can push to ECR with its AWS identity")
 	}
-	trusted, err := gateway.ParseTrustedProxies(s.ecr.TrustedProxies)
+	trusted, err := pushthrough.ParseTrustedProxies(s.ecr.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("ecr.trustedproxies: %w", err)
 	}
-	external, err := gateway.ExternalURLFromConfig(s.dist, trusted)
+	external, err := pushthrough.ExternalURLFromConfig(s.dist, trusted)
 	if err != nil {
 		return nil, err
 	}
-	return gateway.NewPassthrough(s.dist.Proxy.RemoteURL, rt,
-		gateway.WithExternalURL(external),
-		gateway.WithPathPrefix(s.dist.HTTP.Prefix),
-		gateway.WithAccessController(clientAuth),
-		gateway.WithWriteThrough(writeThrough),
-		gateway.WithPushLogger(logrus.StandardLogger().WithField("component", "push")))
+	return pushthrough.NewPassthrough(s.dist.Proxy.RemoteURL, rt,
+		pushthrough.WithExternalURL(external),
+		pushthrough.WithPathPrefix(s.dist.HTTP.Prefix),
+		pushthrough.WithAccessController(clientAuth),
+		pushthrough.WithWriteThrough(writeThrough),
+		pushthrough.WithPushLogger(logrus.StandardLogger().WithField("component", "push")))
 }
 
 // refuseDeletes answers DELETE of manifests and blobs with 405 UNSUPPORTED,

@@ -29,6 +29,7 @@ import (
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
 	"github.com/ecr-proxy/ecr-proxy/gateway"
 	ecrmetrics "github.com/ecr-proxy/ecr-proxy/metrics"
+	"github.com/ecr-proxy/ecr-proxy/pushthrough"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
 
@@ -120,10 +121,10 @@ func serve(ctx context.Context, s *settings) error {
 		return err
 	}
 	// Writes go to ECR through transport, and into the cache.
-	writeThrough := gateway.NewWriteThrough(
-		gateway.WithWriteThroughSpoolDir(spool),
-		gateway.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
-	clientAuth, err := gateway.AccessControllerFromConfig(s.dist)
+	writeThrough := pushthrough.NewWriteThrough(
+		pushthrough.WithWriteThroughSpoolDir(spool),
+		pushthrough.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
+	clientAuth, err := pushthrough.AccessControllerFromConfig(s.dist)
 	if err != nil {
 		return err
 	}

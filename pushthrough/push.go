@@ -1,4 +1,4 @@
-package gateway
+package pushthrough
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/distribution/distribution/v3"
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
 	distauth "github.com/distribution/distribution/v3/registry/auth"
 	"github.com/distribution/reference"
@@ -24,6 +25,7 @@ import (
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
 	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 	"github.com/ecr-proxy/ecr-proxy/internal/redact"
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // Errors of the push passthrough.
@@ -141,11 +143,6 @@ func NewPassthrough(registryURL string, rt http.RoundTripper, opts ...Passthroug
 	return p, nil
 }
 
-// WithPassthrough makes the gateway send the registry API's writes to p.
-// Without it, writes go to distribution, which refuses them (405) in
-// proxy mode.
-func WithPassthrough(p *Passthrough) Option { return func(h *handler) { h.push = p } }
-
 // writeKind is one of the writes the passthrough forwards.
 type writeKind int
 
@@ -238,15 +235,66 @@ func (p *Passthrough) match(r *http.Request) (write, bool) {
 	return write{kind: kind, repo: name, ref: ref}, true
 }
 
-// ServeHTTP forwards r when it is a write and answers 404 otherwise; the
-// gateway sends it writes only.
+// ServeHTTP forwards r when it is a write and answers 404 otherwise.
 func (p *Passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	wr, ok := p.match(r)
-	if !ok {
-		writeError(w, http.StatusNotFound, "UNSUPPORTED", "not a registry write")
-		return
+	if !p.ServeWrite(w, r) {
+		wire.WriteError(w, http.StatusNotFound, "UNSUPPORTED", "not a registry write")
 	}
-	p.serve(w, r, wr)
+}
+
+// ServeWrite forwards r to ECR when it is one of the writes the
+// passthrough handles (or a referrers list) and reports whether it did;
+// when it reports false, nothing was written to w and r is the caller's.
+func (p *Passthrough) ServeWrite(w http.ResponseWriter, r *http.Request) bool {
+	wr, ok := p.match(r)
+	if ok {
+		p.serve(w, r, wr)
+	}
+	return ok
+}
+
+// Sanitize removes from r the forwarding headers (X-Forwarded-Proto,
+// X-Forwarded-Host, Forwarded) that its direct peer is not trusted to
+// set, so that nothing after the gateway, distribution included, is
+// misled by a client. Call it on every request, before any handler reads
+// them.
+func (p *Passthrough) Sanitize(r *http.Request) { p.ext.sanitize(r) }
+
+// PathPrefix is distribution's http.prefix the passthrough routes under,
+// without its final slash ("" when none).
+func (p *Passthrough) PathPrefix() string { return p.prefix }
+
+// AccessController is the access controller writes are checked with; nil
+// when there is no client authentication.
+func (p *Passthrough) AccessController() distauth.AccessController { return p.access }
+
+// Upstream returns a copy of the registry URL writes go to (scheme and
+// host only).
+func (p *Passthrough) Upstream() *url.URL {
+	u := *p.target
+	return &u
+}
+
+// Transport is the round tripper requests to ECR go through (it carries
+// the proxy's ECR token).
+func (p *Passthrough) Transport() http.RoundTripper { return p.rt }
+
+// LocalNamespace is distribution's local namespace the write-through
+// copies into, nil until its registry middleware has run.
+func (p *Passthrough) LocalNamespace() distribution.Namespace {
+	if p.wt == nil {
+		return nil
+	}
+	return p.wt.namespace()
+}
+
+// Ready reports whether the write-through's table of upload sessions can
+// be locked before ctx ends: an error means the upload path is wedged.
+func (p *Passthrough) Ready(ctx context.Context) error {
+	if p.wt == nil {
+		return nil
+	}
+	return p.wt.Ready(ctx)
 }
 
 // exchange is the state of one forwarded write, shared by the reverse
@@ -282,12 +330,12 @@ func (p *Passthrough) serve(w http.ResponseWriter, r *http.Request, wr write) {
 	case wr.kind == manifestPut && hasBody:
 		// Manifests are small: read whole, so that auth.Transport can
 		// replay them with a fresh token and the cache can store them.
-		b, err := io.ReadAll(io.LimitReader(r.Body, MaxManifestSize+1))
+		b, err := io.ReadAll(io.LimitReader(r.Body, wire.MaxManifestSize+1))
 		if err != nil {
 			return // the client went away
 		}
-		if len(b) > MaxManifestSize {
-			writeError(w, http.StatusRequestEntityTooLarge, "MANIFEST_INVALID", msgManifestTooBig)
+		if len(b) > wire.MaxManifestSize {
+			wire.WriteError(w, http.StatusRequestEntityTooLarge, "MANIFEST_INVALID", msgManifestTooBig)
 			return
 		}
 		ex.manifest = b
@@ -398,7 +446,7 @@ func (p *Passthrough) errorHandler(w http.ResponseWriter, r *http.Request, err e
 	case ex.write.kind == referrersList:
 		msg = msgReferrersUnavailable
 	}
-	writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", msg)
+	wire.WriteError(w, http.StatusServiceUnavailable, "UNAVAILABLE", msg)
 }
 
 // renewToken runs after ECR refused the token of a streamed upload

@@ -1,4 +1,4 @@
-package gateway
+package pushthrough
 
 import (
 	"bytes"
@@ -57,7 +57,7 @@ func forEachStore(t *testing.T, test func(*testing.T, string)) {
 
 // gatewayToEmulator is a gateway writing through to a new local store
 // of the named kind, pushing to a new emulator with a token it minted.
-func gatewayToEmulator(t *testing.T, store string) (distribution.Namespace, *httptest.Server) {
+func gatewayToEmulator(t *testing.T, store string) (*WriteThrough, distribution.Namespace, *httptest.Server) {
 	t.Helper()
 	emu := ecrtest.New(t)
 	user, pw, err := emu.Token()
@@ -65,7 +65,7 @@ func gatewayToEmulator(t *testing.T, store string) (distribution.Namespace, *htt
 		t.Fatal(err)
 	}
 	wt, ns := newLocalOn(t, store)
-	return ns, newGateway(t, emu.RegistryURL(), basicTransport{user, pw}, nil, WithWriteThrough(wt))
+	return wt, ns, newGateway(t, emu.RegistryURL(), basicTransport{user, pw}, nil, WithWriteThrough(wt))
 }
 
 // newLocalOn is newLocal on the named store.
@@ -124,7 +124,7 @@ func hasBlob(t *testing.T, ns distribution.Namespace, repo string, d digest.Dige
 func TestWriteThroughPush(t *testing.T) { forEachStore(t, testWriteThroughPush) }
 
 func testWriteThroughPush(t *testing.T, store string) {
-	ns, gw := gatewayToEmulator(t, store)
+	_, ns, gw := gatewayToEmulator(t, store)
 	host := strings.TrimPrefix(gw.URL, "http://")
 
 	img, err := ecrtest.RandomImage(2, 100<<10, types.DockerManifestSchema2)
@@ -395,7 +395,7 @@ func TestWriteThroughConcurrentUploads(t *testing.T) {
 }
 
 func testWriteThroughConcurrentUploads(t *testing.T, store string) {
-	ns, gw := gatewayToEmulator(t, store)
+	wt, ns, gw := gatewayToEmulator(t, store)
 	const workers, each = 32, 4
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -451,27 +451,8 @@ func testWriteThroughConcurrentUploads(t *testing.T, store string) {
 			}
 		}
 	}
-	resp, body := do(t, http.MethodGet, gw.URL+ReadinessPath, nil, nil)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"uploads":"ok"`) {
-		t.Errorf("/readyz after the uploads: %d %s", resp.StatusCode, body)
-	}
-}
-
-// TestReadinessShowsWedgedUploads: while the upload sessions cannot be
-// locked, /readyz answers 503 and names the upload path.
-func TestReadinessShowsWedgedUploads(t *testing.T) {
-	t.Parallel()
-	wt, _ := newLocal(t)
-	gw := newGateway(t, "http://127.0.0.1:1", nil, nil, WithWriteThrough(wt))
-	wt.lock()
-	resp, body := do(t, http.MethodGet, gw.URL+ReadinessPath, nil, nil)
-	wt.unlock()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"uploads":"wedged"`) {
-		t.Errorf("/readyz with the upload sessions locked: %d %s, want 503 naming the uploads", resp.StatusCode, body)
-	}
-	resp, body = do(t, http.MethodGet, gw.URL+ReadinessPath, nil, nil)
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("/readyz once unlocked: %d %s", resp.StatusCode, body)
+	if err := wt.Ready(ctx); err != nil {
+		t.Errorf("Ready after the uploads: %v", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package gateway
+package pushthrough
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	distauth "github.com/distribution/distribution/v3/registry/auth"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // AccessControllerFromConfig builds the access controller distribution's
@@ -59,11 +61,11 @@ func (p *Passthrough) authorize(w http.ResponseWriter, r *http.Request, repo str
 		var ch distauth.Challenge
 		if errors.As(err, &ch) {
 			ch.SetHeaders(r, w)
-			writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+			wire.WriteError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 			return false
 		}
 		p.log.WithError(err).WithField("repository", repo).Warn("push refused: access check failed")
-		writeError(w, http.StatusForbidden, "DENIED", "requested access to the resource is denied")
+		wire.WriteError(w, http.StatusForbidden, "DENIED", "requested access to the resource is denied")
 		return false
 	}
 	return true

@@ -1,4 +1,4 @@
-package gateway
+package pushthrough
 
 import (
 	"encoding/json"
@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
 // recorded is one request an upstream double received.
@@ -58,8 +59,12 @@ func (b basicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// newGateway serves the gateway with push passthrough to upstream in
-// front of next (nil: an app answering 200 to /v2/ and 404 to the rest).
+// newGateway serves the push passthrough to upstream in front of next
+// (nil: an app answering 200 to /v2/ and 404 to the rest), as the
+// gateway puts it in front of distribution's app: forwarding headers
+// sanitized on every request, writes to ECR, the rest to next. The
+// gateway's own tests cover its health endpoints in front of a
+// Passthrough.
 func newGateway(t *testing.T, upstream string, rt http.RoundTripper, next http.Handler, opts ...PassthroughOption) *httptest.Server {
 	t.Helper()
 	if rt == nil {
@@ -70,14 +75,19 @@ func newGateway(t *testing.T, upstream string, rt http.RoundTripper, next http.H
 			if r.URL.Path == "/v2/" {
 				return // the API version check: 200
 			}
-			writeError(w, http.StatusNotFound, "NOT_FOUND", "not here")
+			wire.WriteError(w, http.StatusNotFound, "NOT_FOUND", "not here")
 		})
 	}
 	p, err := NewPassthrough(upstream, rt, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(next, WithPassthrough(p)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.Sanitize(r)
+		if !p.ServeWrite(w, r) {
+			next.ServeHTTP(w, r)
+		}
+	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -363,12 +373,12 @@ func TestPassthroughErrors(t *testing.T) {
 
 	ecr := newScripted(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusCreated) })
 	gw = newGateway(t, ecr.URL, nil, nil)
-	resp, body = do(t, "PUT", gw.URL+"/v2/team/app/manifests/1", strings.NewReader(strings.Repeat("x", MaxManifestSize+1)), nil)
+	resp, body = do(t, "PUT", gw.URL+"/v2/team/app/manifests/1", strings.NewReader(strings.Repeat("x", wire.MaxManifestSize+1)), nil)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || len(ecr.requests()) != 0 {
 		t.Errorf("manifest over 4 MiB: %s %s, %d requests at ECR; want 413 and none", resp.Status, body, len(ecr.requests()))
 	}
 	var e struct {
-		Errors []registryError `json:"errors"`
+		Errors []struct{ Code, Message string } `json:"errors"`
 	}
 	if err := json.Unmarshal([]byte(body), &e); err != nil || len(e.Errors) != 1 {
 		t.Errorf("error body %q: %v", body, err)
