@@ -84,6 +84,7 @@
 // # Metrics of the cache driver (storagedriver/lrufs)
 //
 //	ecrproxy_cache_size_bytes  gauge         bytes of blob data on disk
+//	ecrproxy_cache_reserved_bytes  gauge     room held for blobs being downloaded or pushed
 //	ecrproxy_cache_blobs  gauge              blobs on disk
 //	ecrproxy_cache_evictions_total  counter  blobs evicted to stay under maxsize
 //	ecrproxy_cache_evicted_bytes_total  counter

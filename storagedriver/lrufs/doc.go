@@ -74,14 +74,29 @@
 // start: Driver.Verify, run by "registry verify", rehashes every blob and
 // drops those that do not match their digest.
 //
+// # Blobs being written outside the driver
+//
+// A download or a push spools its blob to a file beside the cache before
+// Adopt renames it into place. Reserve holds room for such a file under
+// maxsize, evicting ahead exactly as a write would, before the caller
+// writes it: cached blobs plus reserved room never exceed maxsize (blobs
+// in use, which eviction skips, aside). Adopt turns the reservation into
+// the blob's place in the index; Unreserve releases it. Reserve refuses a
+// blob larger than maxsize (ErrBlobTooLarge), room that blobs in use and
+// other reservations hold (ErrCacheFull), and room the filesystem does
+// not have free (ErrNoSpace, which matches syscall.ENOSPC; counted is what
+// each reserved file has still to write): the caller then streams the
+// blob without caching it.
+//
 // # Disk full
 //
 // distribution's proxy streams a miss to the client and into an upload
 // through io.MultiWriter, which stops at the first write error. So writers of
 // uploads (…/_uploads/<uuid>/data) swallow write errors such as ENOSPC: they
 // remember the first, report the data as written, and fail Commit with it.
-// The client gets all its bytes and the blob is not cached. maxsize should
-// leave room on the disk for the uploads in flight, which are not accounted.
+// The client gets all its bytes and the blob is not cached. Those uploads
+// are not reserved; ecr-proxy's own downloads and pushes do not use them
+// when the cache is lrufilesystem.
 //
 // # Restart, and why there is no journal
 //
@@ -116,8 +131,9 @@
 // A Driver registers its metrics with Parameters.Registerer (through
 // distribution's factory: the RegistererParameter storage parameter, which
 // UseRegisterer sets), and with nothing when none is given; it never uses
-// prometheus.DefaultRegisterer on its own. ecrproxy_cache_size_bytes and
-// ecrproxy_cache_blobs are gauges of the Driver's index;
+// prometheus.DefaultRegisterer on its own. ecrproxy_cache_size_bytes,
+// ecrproxy_cache_reserved_bytes and ecrproxy_cache_blobs are gauges of
+// the Driver's index;
 // ecrproxy_cache_evictions_total, ecrproxy_cache_evicted_bytes_total,
 // ecrproxy_cache_blob_reads_total and ecrproxy_cache_corrupt_blobs_total
 // are counters, shared by the Drivers registered with one registry (the

@@ -133,6 +133,8 @@ func newDriver(params Parameters, inner storagedriver.StorageDriver) (*Driver, e
 		touchInterval: params.TouchInterval,
 		log:           params.Logger,
 		metrics:       newDriverMetrics(),
+		reservations:  make(map[string]int64),
+		freeSpace:     availableBytes,
 	}
 	if err := idx.load(); err != nil {
 		return nil, fmt.Errorf("%s: indexing %s: %w", DriverName, params.RootDirectory, err)

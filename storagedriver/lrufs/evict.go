@@ -17,15 +17,15 @@ const (
 )
 
 // pickVictimsLocked chooses least recently used blobs that are not busy,
-// pinned or keep, until the index plus need bytes fits under the low-water
-// mark. It takes them out of the index and marks them gone; the caller
+// pinned or keep, until the index plus the reservations plus need bytes
+// fits under the low-water mark. It takes them out of the index and marks them gone; the caller
 // deletes them with deleteAll after releasing mu, so that eviction never
 // holds the lock during a deletion.
 func (x *index) pickVictimsLocked(need int64, keep blobKey) []*entry {
 	target := x.lowWater - need
 	now := x.now()
 	var victims []*entry
-	for el := x.lru.Back(); el != nil && x.size > target; {
+	for el := x.lru.Back(); el != nil && x.size+x.reserved > target; {
 		e := el.Value.(*entry)
 		el = el.Prev()
 		if e.refs > 0 || e.key == keep || e.pinned.After(now) {

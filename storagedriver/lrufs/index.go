@@ -52,6 +52,11 @@ type index struct {
 	lru     list.List // of *entry, most recently used at the front
 	size    int64     // bytes of indexed blobs
 	seq     uint64    // last write generation handed out
+	// reserved is the room held for files being written outside the
+	// driver (spools), counted against maxSize like indexed blobs;
+	// reservations holds it per file.
+	reserved     int64
+	reservations map[string]int64
 
 	root          string                      // filesystem root, for Chtimes
 	inner         storagedriver.StorageDriver // deletes evicted blobs
@@ -61,6 +66,13 @@ type index struct {
 	touchInterval time.Duration
 	log           logrus.FieldLogger
 	metrics       *driverMetrics
+	freeSpace     func(dir string) (int64, error) // bytes available to this process under dir
+}
+
+// overLocked reports whether the indexed blobs and the reservations
+// exceed the bound.
+func (x *index) overLocked() bool {
+	return x.maxSize > 0 && x.size+x.reserved > x.maxSize
 }
 
 // entryLocked returns k's entry, creating an unindexed one if needed.
@@ -152,7 +164,7 @@ func (x *index) releaseRef(ctx context.Context, k blobKey, write bool) {
 	}
 	x.dropIdleLocked(e)
 	var victims []*entry
-	if x.maxSize > 0 && x.size > x.maxSize {
+	if x.overLocked() {
 		victims = x.pickVictimsLocked(0, keep)
 	}
 	x.mu.Unlock()
@@ -169,7 +181,7 @@ func (x *index) dropIdleLocked(e *entry) {
 // makeRoom evicts ahead of adding size bytes for blob k (which replaces
 // k's current size, if indexed), and returns once the evicted blobs are
 // deleted. It fails with ErrBlobTooLarge if the blob alone exceeds the
-// bound.
+// bound. Reserved room counts as used.
 func (x *index) makeRoom(ctx context.Context, k blobKey, size int64) error {
 	if x.maxSize <= 0 {
 		return nil
@@ -183,7 +195,7 @@ func (x *index) makeRoom(ctx context.Context, k blobKey, size int64) error {
 		need -= e.size
 	}
 	var victims []*entry
-	if x.size+need > x.maxSize {
+	if x.size+x.reserved+need > x.maxSize {
 		victims = x.pickVictimsLocked(need, k)
 	}
 	x.mu.Unlock()
@@ -208,8 +220,18 @@ func (x *index) unindexLocked(e *entry) {
 // while a reader held it, is not indexed again by a reader: it is going, or
 // gone, from the disk.
 func (x *index) insert(ctx context.Context, k blobKey, size int64) {
+	x.insertFor(ctx, k, size, "")
+}
+
+// insertFor is insert that also drops the reservation of file (when file
+// is not empty) in the same critical section: the reserved room becomes
+// the blob's, and no other writer can take it in between.
+func (x *index) insertFor(ctx context.Context, k blobKey, size int64, file string) {
 	now := x.now()
 	x.mu.Lock()
+	if file != "" {
+		x.unreserveLocked(file)
+	}
 	e := x.entryLocked(k)
 	if e.gone != nil || (e.dropped && e.writes == 0) {
 		x.mu.Unlock()
@@ -226,7 +248,7 @@ func (x *index) insert(ctx context.Context, k blobKey, size int64) {
 	e.size = size
 	e.stamped = now
 	var victims []*entry
-	if x.maxSize > 0 && x.size > x.maxSize {
+	if x.overLocked() {
 		victims = x.pickVictimsLocked(0, k)
 	}
 	x.mu.Unlock()

@@ -42,7 +42,7 @@ func newDriverMetrics() *driverMetrics {
 	}
 }
 
-// register registers the counters and two gauges of x with reg. A counter
+// register registers the counters and three gauges of x with reg. A counter
 // already registered there (by another Driver on the same registry) is
 // shared: counts add up. Gauges already registered keep reporting the first
 // Driver's index.
@@ -68,6 +68,14 @@ func (m *driverMetrics) register(reg prometheus.Registerer, x *index) error {
 		}, func() float64 {
 			size, _ := x.stats()
 			return float64(size)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ecrproxy_cache_reserved_bytes",
+			Help: "Bytes of room held under maxsize for blobs being downloaded or pushed into the lrufilesystem cache.",
+		}, func() float64 {
+			x.mu.Lock()
+			defer x.mu.Unlock()
+			return float64(x.reserved)
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ecrproxy_cache_blobs",

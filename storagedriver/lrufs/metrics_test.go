@@ -45,8 +45,8 @@ func TestMetricsGoToTheInjectedRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cacheMetrics(t, reg); len(got) != 6 {
-		t.Errorf("FromParameters registered %v, want the six ecrproxy_cache_* metrics", got)
+	if got := cacheMetrics(t, reg); len(got) != 7 {
+		t.Errorf("FromParameters registered %v, want the seven ecrproxy_cache_* metrics", got)
 	}
 	if got := cacheMetrics(t, prometheus.DefaultGatherer); len(got) != 0 {
 		t.Errorf("FromParameters registered %v with the default registry", got)

@@ -96,6 +96,10 @@ func (d *Driver) openData(ctx context.Context, k blobKey, before seen) (*os.File
 // was, and the caller may still commit it through distribution. When the
 // blob is already cached (through another repository), file is removed
 // and only the link is written: either way, after success file is gone.
+//
+// Room reserved for file (Reserve) becomes the blob's: it is not evicted
+// for, and no other writer can take it meanwhile. On success the
+// reservation is gone; on error it is kept, for the caller to Unreserve.
 func (d *Driver) Adopt(ctx context.Context, repo string, dgst digest.Digest, file string, size int64) error {
 	if err := dgst.Validate(); err != nil {
 		return err
@@ -110,6 +114,7 @@ func (d *Driver) Adopt(ctx context.Context, repo string, dgst digest.Digest, fil
 		if err := os.Remove(file); err != nil {
 			return err
 		}
+		d.Unreserve(file)
 	} else if err := d.adoptData(ctx, k, file, data, size); err != nil {
 		return err
 	}
@@ -117,11 +122,17 @@ func (d *Driver) Adopt(ctx context.Context, repo string, dgst digest.Digest, fil
 	return d.PutContent(ctx, link, []byte(dgst.String()))
 }
 
-// adoptData makes room for the blob, then renames file to its data path,
-// after an fsync, as distribution's file writer commits.
+// adoptData makes room for the blob (beyond what was reserved for file),
+// then renames file to its data path, after an fsync, as distribution's
+// file writer commits.
 func (d *Driver) adoptData(ctx context.Context, k blobKey, file, data string, size int64) error {
-	if err := d.idx.makeRoom(ctx, k, size); err != nil {
-		return fmt.Errorf("caching %s (%d bytes): %w", k, size, err)
+	d.idx.mu.Lock()
+	reserved := d.idx.reservations[file]
+	d.idx.mu.Unlock()
+	if size > reserved {
+		if err := d.idx.makeRoom(ctx, k, size-reserved); err != nil {
+			return fmt.Errorf("caching %s (%d bytes): %w", k, size, err)
+		}
 	}
 	if err := d.idx.acquireWrite(ctx, k); err != nil {
 		return err
@@ -141,7 +152,7 @@ func (d *Driver) adoptData(ctx context.Context, k blobKey, file, data string, si
 	if err := os.Rename(file, data); err != nil {
 		return err
 	}
-	d.idx.insert(ctx, k, size)
+	d.idx.insertFor(ctx, k, size, file)
 	return nil
 }
 
