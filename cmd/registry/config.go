@@ -208,7 +208,7 @@ func (s *settings) check(lookup lookupFunc) error {
 	if region.Note != "" {
 		s.notes = append(s.notes, region.Note)
 	}
-	return nil
+	return s.checkS3()
 }
 
 // checkWrites sets the push mode and whether DELETE is forwarded. Writes
@@ -256,6 +256,7 @@ var driverParameters = map[string][]string{
 	lruDriver:    {"rootdirectory", "maxsize", "lowwater", "maxthreads"},
 	"filesystem": {"rootdirectory", "maxthreads"},
 	"inmemory":   {},
+	s3Driver:     s3Parameters,
 }
 
 // storageSections are the keys of the storage section that are not a
@@ -511,6 +512,9 @@ func (s *settings) startupFields() logrus.Fields {
 	cache := s.dist.Storage.Type()
 	if dir, ok := params["rootdirectory"]; ok {
 		cache = fmt.Sprint(dir)
+	}
+	if loc, ok := s3Location(s.dist.Storage); ok {
+		cache = loc
 	}
 	auth := s.dist.Auth.Type()
 	if auth == "" {

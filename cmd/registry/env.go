@@ -133,6 +133,9 @@ func (e *seedEnv) apply(s *settings, envOnly bool) error {
 		return fmt.Errorf("%s is required: the port the proxy listens on, such as 5000", envPort)
 	}
 
+	if err := e.applyS3(cfg); err != nil {
+		return err
+	}
 	if err := e.applyCache(cfg); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/proxy"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 
 	_ "github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )

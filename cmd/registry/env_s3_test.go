@@ -1,0 +1,61 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestS3Variables(t *testing.T) {
+	s, err := loadSettings("", envMap("ECR", seedECR, "PORT", "5000",
+		"CACHE_S3_BUCKET", "team-cache", "CACHE_S3_ENDPOINT", "http://minio.internal:9000",
+		"CACHE_S3_PREFIX", "proxy/", "CACHE_S3_FORCE_PATH_STYLE", "true",
+		"CACHE_S3_ACCESS_KEY_ID", "AKIDEXAMPLE", "CACHE_S3_SECRET_ACCESS_KEY", "not-a-secret"))
+	if err != nil {
+		t.Fatalf("loadSettings: %v", err)
+	}
+	if got := s.dist.Storage.Type(); got != s3Driver {
+		t.Fatalf("storage driver %q, want %q", got, s3Driver)
+	}
+	want := map[string]any{
+		"bucket": "team-cache", "region": "eu-central-1", "regionendpoint": "http://minio.internal:9000", "secure": false,
+		"rootdirectory": "/proxy", "forcepathstyle": true, "accesskey": "AKIDEXAMPLE", "secretkey": "not-a-secret",
+	}
+	if diff := cmp.Diff(want, map[string]any(s.dist.Storage.Parameters())); diff != "" {
+		t.Errorf("storage.s3 (-want +got):\n%s", diff)
+	}
+	if _, ok := s.dist.Storage[lruDriver]; ok {
+		t.Error("the built-in lrufilesystem cache is still configured next to s3")
+	}
+}
+
+func TestS3VariablesRefused(t *testing.T) {
+	base := []string{"ECR", seedECR, "PORT", "5000"}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"endpoint without a bucket", []string{"CACHE_S3_ENDPOINT", "http://minio:9000"}, "CACHE_S3_ENDPOINT needs CACHE_S3_BUCKET"},
+		{"endpoint with a path", []string{"CACHE_S3_BUCKET", "b", "CACHE_S3_ENDPOINT", "http://minio:9000/x"}, `CACHE_S3_ENDPOINT="http://minio:9000/x"`},
+		{"access key alone", []string{"CACHE_S3_BUCKET", "b", "CACHE_S3_ACCESS_KEY_ID", "AKID"}, "go together"},
+		{"path style not a boolean", []string{"CACHE_S3_BUCKET", "b", "CACHE_S3_FORCE_PATH_STYLE", "maybe"}, `CACHE_S3_FORCE_PATH_STYLE="maybe"`},
+		{"cache dir with a bucket", []string{"CACHE_S3_BUCKET", "b", "CACHE_DIR", "/cache"}, "CACHE_DIR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadSettings("", envMap(append(base, tc.env...)...))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("loadSettings: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestS3KeysChecked(t *testing.T) {
+	cfg := writeFile(t, "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    regoin: eu-west-1\nproxy:\n  remoteurl: "+seedECR+"\necr:\n  push: disabled\n")
+	_, err := loadSettings(cfg, envMap())
+	if err == nil || !strings.Contains(err.Error(), `unknown key storage.s3.regoin: did you mean "region"?`) {
+		t.Errorf("loadSettings: %v, want the misspelt key named", err)
+	}
+}
