@@ -1,14 +1,12 @@
 package metrics
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/ecr-proxy/ecr-proxy/internal/counting"
 	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 )
 
@@ -65,23 +63,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	t.rec.upRequests.WithLabelValues(kind, method, codeLabel(resp.StatusCode)).Inc()
 	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body = &countingBody{ReadCloser: resp.Body, bytes: t.rec.upBytes.WithLabelValues(kind)}
+		bytes := t.rec.upBytes.WithLabelValues(kind)
+		resp.Body = counting.NewBody(resp.Body, func(n int64) { bytes.Add(float64(n)) })
 	}
 	return resp, nil
-}
-
-// countingBody adds the bytes read from a response body to a counter.
-type countingBody struct {
-	io.ReadCloser
-	bytes prometheus.Counter
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		b.bytes.Add(float64(n))
-	}
-	return n, err
 }
 
 // upstreamKind classifies a request to ECR or S3 by its URL. Only the

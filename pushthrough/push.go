@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/distribution/distribution/v3"
@@ -23,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
+	"github.com/ecr-proxy/ecr-proxy/internal/counting"
 	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 	"github.com/ecr-proxy/ecr-proxy/internal/redact"
 	"github.com/ecr-proxy/ecr-proxy/internal/wire"
@@ -306,7 +306,7 @@ type exchange struct {
 	upstream *url.URL
 	body     io.ReadCloser // replaces the outgoing body when set
 	manifest []byte        // a manifest PUT's body
-	sent     *countingBody
+	sent     *counting.Body
 	streamed bool // the request carries a body that cannot be replayed
 }
 
@@ -341,7 +341,7 @@ func (p *Passthrough) serve(w http.ResponseWriter, r *http.Request, wr write) {
 		ex.manifest = b
 	case (wr.kind == uploadChunk || wr.kind == uploadComplete) && hasBody:
 		ex.streamed = true
-		ex.sent = &countingBody{ReadCloser: p.wt.tee(r.Context(), wr.repo, wr.ref, r.Body, r.Header.Get("Content-Range"))}
+		ex.sent = counting.NewBody(p.wt.tee(r.Context(), wr.repo, wr.ref, r.Body, r.Header.Get("Content-Range")), nil)
 		ex.body = ex.sent
 	}
 	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
@@ -493,19 +493,6 @@ func uploadID(loc string, upstream *url.URL) string {
 	return id
 }
 
-// countingBody counts the bytes read through it. The transport may read
-// from another goroutine than the one logging the count.
-type countingBody struct {
-	io.ReadCloser
-	n atomic.Int64
-}
-
-func (c *countingBody) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 var writeNames = map[writeKind]string{
 	uploadStart: "upload start", uploadStatus: "upload status", uploadChunk: "upload chunk",
 	uploadComplete: "upload end", uploadCancel: "upload cancel", manifestPut: "manifest put",
@@ -522,7 +509,7 @@ func (p *Passthrough) logWrite(ex *exchange, status int, err error) {
 		f["reference"] = ex.write.ref
 	}
 	if ex.sent != nil {
-		f["bytes"] = ex.sent.n.Load()
+		f["bytes"] = ex.sent.N()
 	}
 	if err != nil {
 		p.log.WithFields(f).WithError(redact.Error(err)).Warn("push")
