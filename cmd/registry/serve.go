@@ -18,6 +18,7 @@ import (
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry"
+	distauth "github.com/distribution/distribution/v3/registry/auth"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/docker/go-metrics"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,7 @@ import (
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
 	"github.com/ecr-proxy/ecr-proxy/gateway"
 	ecrmetrics "github.com/ecr-proxy/ecr-proxy/metrics"
+	"github.com/ecr-proxy/ecr-proxy/pullthrough"
 	"github.com/ecr-proxy/ecr-proxy/pushthrough"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
@@ -59,6 +61,58 @@ func serve(ctx context.Context, s *settings) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if err := prepareProcess(s); err != nil {
+		return err
+	}
+	up, err := newUpstreamSide(ctx, s)
+	if err != nil {
+		return err
+	}
+	spool, err := spoolDir(s)
+	if err != nil {
+		return err
+	}
+	cacheLock, err := serveLock(s) // garbage-collect refuses to run meanwhile
+	if err != nil {
+		return err
+	}
+	defer cacheLock.Close() //nolint:errcheck // releases the lock
+	loc, err := newLocalSide(s, up, spool)
+	if err != nil {
+		return err
+	}
+	handler := registerGateway(s, up, loc)
+
+	// The cache's metrics go to the registry the debug server's /metrics
+	// serves (docker/go-metrics' Handler gathers the default one).
+	lrufs.UseRegisterer(s.dist.Storage, prometheus.DefaultRegisterer)
+	reg, err := newRegistry(ctx, s.dist) // configures logrus from log:
+	if err != nil {
+		return fmt.Errorf("start registry: %w", err)
+	}
+	if *handler == nil {
+		// An http.Server with a nil handler serves http.DefaultServeMux,
+		// which carries pprof: never on the registry's address.
+		return errors.New("start registry: distribution did not hand its handler to ecr-proxy's gateway (registry.RegisterHandler); refusing to serve")
+	}
+	log := logrus.StandardLogger()
+	logStart(log, s)
+	removeLeftovers(ctx, log, loc.spool, loc.cache)
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go logIdentity(runCtx, log, up.awsCfg)
+	go func() { _ = up.tokens.Run(runCtx) }()
+	startDebugServer(s.dist, s.pprof, log)
+
+	deadline, err := runServer(ctx, s.dist, s.server, *handler, log)
+	drainAndStop(ctx, log, deadline, loc.puller, reg)
+	return err
+}
+
+// prepareProcess sets what distribution reads from the process before it
+// starts: no trace exporter, and this binary as proxy.exec.
+func prepareProcess(s *settings) error {
 	// distribution starts OpenTelemetry's auto-exporter, which otherwise
 	// sends traces to localhost:4318.
 	setDefaultEnv("OTEL_TRACES_EXPORTER", "none")
@@ -74,51 +128,76 @@ func serve(ctx context.Context, s *settings) error {
 	if err := os.Setenv(placeholderEnv, "1"); err != nil {
 		return fmt.Errorf("set %s: %w", placeholderEnv, err)
 	}
+	return nil
+}
 
+// upstreamSide is what talks to AWS and ECR: the AWS configuration, the
+// token source, the upstream tracker and the transport every upstream
+// request goes through.
+type upstreamSide struct {
+	awsCfg    aws.Config
+	mets      *ecrmetrics.Metrics
+	tokens    *ecrauth.TokenSource
+	upstream  *gateway.Upstream
+	transport *ecrauth.Transport
+}
+
+// newUpstreamSide builds the upstream side and installs its transport as
+// http.DefaultTransport, which distribution's proxy reads.
+func newUpstreamSide(ctx context.Context, s *settings) (*upstreamSide, error) {
 	awsCfg, err := loadAWSConfig(ctx, s.region)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// The registry distribution's debug server serves at /metrics
 	// (docker/go-metrics' Handler gathers the default one).
 	mets, err := ecrmetrics.New(prometheus.DefaultRegisterer)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tokens, err := ecrauth.NewTokenSource(ecr.NewFromConfig(awsCfg),
 		ecrauth.WithRenewInterval(s.ecr.RenewInterval),
 		ecrauth.WithMintObserver(mets.ObserveMint),
 		ecrauth.WithLogger(logrus.StandardLogger().WithField("component", "ecr-token")))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	upstream := gateway.NewUpstream()
 	transport, err := ecrauth.NewTransport(s.dist.Proxy.RemoteURL, tokens,
 		ecrauth.WithBase(gateway.UpstreamTimer(mets.InstrumentTransport(upstreamTransport(s.ecr.Resolver)))),
 		ecrauth.WithRoundTripObserver(upstream.Observe))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// distribution's proxy reads http.DefaultTransport for every upstream
 	// request: this is where ECR tokens enter it, and where the manifests
 	// it fetches are bounded and checked against their digests.
 	http.DefaultTransport = gateway.GuardManifests(transport)
+	return &upstreamSide{awsCfg: awsCfg, mets: mets, tokens: tokens, upstream: upstream, transport: transport}, nil
+}
 
+// localSide is what reads and writes the cache: the pullthrough, the push
+// passthrough with its write-through, and, once distribution has built
+// its app, the cache's driver.
+type localSide struct {
+	spool      string
+	puller     *pullthrough.Puller
+	clientAuth distauth.AccessController
+	push       *pushthrough.Passthrough // nil when writes are disabled
+	cache      storagedriver.StorageDriver
+	files      gateway.BlobFiles // the driver, when it opens blob files
+}
+
+// newLocalSide installs the pullthrough and the write-through, both
+// spooling in spool, on distribution's local namespace and builds the
+// push passthrough.
+func newLocalSide(s *settings, up *upstreamSide, spool string) (*localSide, error) {
 	// Pulls of blobs and tags: distribution's proxy, wrapped by the
 	// pullthrough middleware (single download per blob shared by its
 	// clients, HEAD and Range without waste, honest upstream errors).
-	spool, err := spoolDir(s)
+	puller, err := installPullthrough(s, up.transport, spool, up.mets.Singleflight())
 	if err != nil {
-		return err
-	}
-	cacheLock, err := serveLock(s) // garbage-collect refuses to run meanwhile
-	if err != nil {
-		return err
-	}
-	defer cacheLock.Close() //nolint:errcheck // releases the lock
-	puller, err := installPullthrough(s, transport, spool, mets.Singleflight())
-	if err != nil {
-		return err
+		return nil, err
 	}
 	// Writes go to ECR through transport, and into the cache.
 	writeThrough := pushthrough.NewWriteThrough(
@@ -126,48 +205,49 @@ func serve(ctx context.Context, s *settings) error {
 		pushthrough.WithWriteThroughLogger(logrus.StandardLogger().WithField("component", "write-through")))
 	clientAuth, err := pushthrough.AccessControllerFromConfig(s.dist)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	push, err := newPushPassthrough(s, transport, writeThrough, clientAuth)
+	push, err := newPushPassthrough(s, up.transport, writeThrough, clientAuth)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	loc := &localSide{spool: spool, puller: puller, clientAuth: clientAuth, push: push}
 	// Both read and write the cache directly; the gateway serves blob hits
 	// from the cache's files when its driver can open them.
-	var (
-		cache storagedriver.StorageDriver
-		files gateway.BlobFiles
-	)
 	takeFiles := func(_ context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {
-		cache = d
-		files, _ = d.(gateway.BlobFiles)
+		loc.cache = d
+		loc.files, _ = d.(gateway.BlobFiles)
 		return ns, nil
 	}
 	if err := installLocalNamespace(s, puller.InitRegistry, writeThrough.Init, takeFiles); err != nil {
-		return err
+		return nil, err
 	}
+	return loc, nil
+}
 
-	// The gateway is the outermost handler of the chain distribution
-	// builds; runServer serves it (see server.go for why not
-	// distribution's ListenAndServe).
+// registerGateway registers the gateway as the outermost handler of the
+// chain distribution builds; runServer serves it (see server.go for why
+// not distribution's ListenAndServe). The handler it returns points to is
+// set when distribution builds its app, nil until then.
+func registerGateway(s *settings, up *upstreamSide, loc *localSide) *http.Handler {
 	var handler http.Handler
 	registry.RegisterHandler(func(_ *configuration.Configuration, next http.Handler) http.Handler {
 		opts := []gateway.Option{
-			gateway.WithUpstream(upstream),
-			gateway.WithServedObserver(mets.ObserveServed),
-			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, transport)),
+			gateway.WithUpstream(up.upstream),
+			gateway.WithServedObserver(up.mets.ObserveServed),
+			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, up.transport)),
 			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")),
 		}
 		// distribution's app is built by now, and its registry middleware
 		// has handed over the driver.
-		if files != nil && s.dist.HTTP.Prefix == "" {
-			opts = append(opts, gateway.WithBlobFiles(files, clientAuth, s.dist.HTTP.Headers))
+		if loc.files != nil && s.dist.HTTP.Prefix == "" {
+			opts = append(opts, gateway.WithBlobFiles(loc.files, loc.clientAuth, s.dist.HTTP.Headers))
 		}
-		if push != nil && s.ecr.TagTTL == 0 {
+		if loc.push != nil && s.ecr.TagTTL == 0 {
 			opts = append(opts, gateway.WithTagHeads(s.dist.HTTP.Headers))
 		}
-		if push != nil {
-			opts = append(opts, gateway.WithPassthrough(push))
+		if loc.push != nil {
+			opts = append(opts, gateway.WithPassthrough(loc.push))
 		}
 		handler = gateway.New(next, opts...)
 		if !s.deleteEnabled {
@@ -175,20 +255,12 @@ func serve(ctx context.Context, s *settings) error {
 		}
 		return handler
 	})
+	return &handler
+}
 
-	// The cache's metrics go to the registry the debug server's /metrics
-	// serves (docker/go-metrics' Handler gathers the default one).
-	lrufs.UseRegisterer(s.dist.Storage, prometheus.DefaultRegisterer)
-	reg, err := newRegistry(ctx, s.dist) // configures logrus from log:
-	if err != nil {
-		return fmt.Errorf("start registry: %w", err)
-	}
-	if handler == nil {
-		// An http.Server with a nil handler serves http.DefaultServeMux,
-		// which carries pprof: never on the registry's address.
-		return errors.New("start registry: distribution did not hand its handler to ecr-proxy's gateway (registry.RegisterHandler); refusing to serve")
-	}
-	log := logrus.StandardLogger()
+// logStart logs the effective settings, then the notes and warnings the
+// configuration gathered.
+func logStart(log logrus.FieldLogger, s *settings) {
 	log.WithFields(s.startupFields()).Info("ecr-proxy starting")
 	for _, note := range s.notes {
 		log.Info(note)
@@ -196,15 +268,11 @@ func serve(ctx context.Context, s *settings) error {
 	for _, w := range s.warnings {
 		log.Warn(w)
 	}
-	removeLeftovers(ctx, log, spool, cache)
+}
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go logIdentity(runCtx, log, awsCfg)
-	go func() { _ = tokens.Run(runCtx) }()
-	startDebugServer(s.dist, s.pprof, log)
-
-	deadline, err := runServer(ctx, s.dist, s.server, handler, log)
+// drainAndStop lets the downloads in flight finish until deadline, then shuts
+// distribution's registry down.
+func drainAndStop(ctx context.Context, log logrus.FieldLogger, deadline time.Time, puller *pullthrough.Puller, reg *registry.Registry) {
 	// One budget from SIGTERM to exit: the downloads get what draining the
 	// connections left of it (at least a moment, to return at once when
 	// nothing is in flight).
@@ -219,7 +287,6 @@ func serve(ctx context.Context, s *settings) error {
 	if serr := reg.Shutdown(context.WithoutCancel(ctx)); serr != nil {
 		log.WithError(serr).Warn("registry shutdown")
 	}
-	return err
 }
 
 // pingProbe checks that ECR answers its API version check (any answer
