@@ -42,7 +42,19 @@ func main() {
 	}
 }
 
-func run() error {
+// options are the command line's flags.
+type options struct {
+	runs, clients, tagPulls, parallel int
+	smoke                             bool
+	out, nginx, only, ecrBin          string
+	pushSize, bigPush                 int64
+	profileDir                        string
+	large, small                      imageShape
+}
+
+// parseFlags reads the command line; -smoke lowers the defaults of the
+// flags not given.
+func parseFlags() (options, error) {
 	var (
 		runs     = flag.Int("runs", 5, "repetitions of every scenario; figures are medians with min and max")
 		smoke    = flag.Bool("smoke", false, "quick check: tiny images, 1 run, 4 clients, 20 tag pulls, nginx skipped when not installed")
@@ -58,26 +70,37 @@ func run() error {
 	profileDir := flag.String("profile", "", "only profile ecr-proxy (cold large and small pulls, warm small pull, tag HEADs, push): write CPU profiles to this directory and print pprof -top of each")
 	bigPush := flag.Int64("big-push", 0, "only push one streamed layer of this many bytes through ecr-proxy and report its peak memory (e.g. 1073741824)")
 	flag.Parse()
-	large, small := fullLarge, fullSmall
-	if *smoke {
-		large, small = smokeLarge, smokeSmall
+	o := options{
+		runs: *runs, clients: *clients, tagPulls: *tagPulls, parallel: *parallel, smoke: *smoke,
+		out: *out, nginx: *nginx, only: *only, ecrBin: *ecrBin, pushSize: *pushSize,
+		bigPush: *bigPush, profileDir: *profileDir, large: fullLarge, small: fullSmall,
+	}
+	if o.smoke {
+		o.large, o.small = smokeLarge, smokeSmall
 		if !flagSet("runs") {
-			*runs = 1
+			o.runs = 1
 		}
 		if !flagSet("clients") {
-			*clients = 4
+			o.clients = 4
 		}
 		if !flagSet("tag-pulls") {
-			*tagPulls = 20
+			o.tagPulls = 20
 		}
 		if !flagSet("push-layer-size") {
-			*pushSize = smokeLarge.size
+			o.pushSize = smokeLarge.size
 		}
 	}
-	if *runs < 1 || *clients < 1 || *tagPulls < 1 || *parallel < 1 || *pushSize < 1 {
-		return errors.New("-runs, -clients, -tag-pulls, -parallel and -push-layer-size must be at least 1")
+	if o.runs < 1 || o.clients < 1 || o.tagPulls < 1 || o.parallel < 1 || o.pushSize < 1 {
+		return o, errors.New("-runs, -clients, -tag-pulls, -parallel and -push-layer-size must be at least 1")
 	}
+	return o, nil
+}
 
+func run() error {
+	o, err := parseFlags()
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	started := time.Now()
@@ -90,88 +113,113 @@ func run() error {
 	}
 	defer os.RemoveAll(tmp)
 
-	l := &lab{tmp: tmp}
-	var nginxWhy string
-	if *nginx != "" && strings.Contains(*only, sysNginx) {
-		l.nginxBin, err = findNginx(*nginx)
-		if err != nil {
-			if !*smoke {
-				return fmt.Errorf("%w (or leave nginx out with -nginx '')", err)
-			}
-			nginxWhy = err.Error()
-		}
+	l, nginxWhy, err := startLab(ctx, tmp, o)
+	if l != nil && l.emu != nil {
+		defer l.emu.Close()
 	}
-
-	fmt.Fprintln(os.Stderr, "building ecr-proxy and distproxy…")
-	if l.ecrBin, l.distBin, l.floorBin, err = buildBinaries(ctx, tmp, *ecrBin); err != nil {
-		return err
-	}
-	l.emu, err = ecrtest.Start(ecrtest.WithS3Addr("127.0.0.1:0"), ecrtest.WithS3URLHost(s3Host))
-	if err != nil {
-		return fmt.Errorf("start ECR emulator: %w", err)
-	}
-	defer l.emu.Close()
-	if l.user, l.password, err = l.emu.Token(); err != nil {
-		return fmt.Errorf("mint token: %w", err)
-	}
-	if *bigPush > 0 {
-		return l.bigPush(ctx, os.Stdout, *bigPush)
-	}
-
-	fmt.Fprintln(os.Stderr, "seeding images…")
-	b := &bench{
-		lab: l,
-		p:   params{runs: *runs, clients: *clients, tagPulls: *tagPulls, parallel: *parallel},
-		res: newResults(*runs),
-		log: os.Stderr,
-	}
-	if b.large, err = seedImage(ctx, l.emu, "large", "bench/large:v1", large); err != nil {
-		return err
-	}
-	if b.small, err = seedImage(ctx, l.emu, "small", "bench/small:v1", small); err != nil {
-		return err
-	}
-
-	if b.push, err = pushImage(imageShape{pushLayers, *pushSize}); err != nil {
-		return err
-	}
-
-	systems, err := l.systems(splitList(*only))
 	if err != nil {
 		return err
 	}
-	if *profileDir != "" {
-		return b.profiles(ctx, *profileDir, os.Stdout)
+	if o.bigPush > 0 {
+		return l.bigPush(ctx, os.Stdout, o.bigPush)
 	}
-	for r := range *runs {
+	b, err := seedBench(ctx, l, o)
+	if err != nil {
+		return err
+	}
+	systems, err := l.systems(splitList(o.only))
+	if err != nil {
+		return err
+	}
+	if o.profileDir != "" {
+		return b.profiles(ctx, o.profileDir, os.Stdout)
+	}
+	for r := range o.runs {
 		b.run(ctx, r, systems)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: %w", ctx.Err())
 	}
+	h := header{command: command(), started: started, elapsed: time.Since(started), smoke: o.smoke, nginxWhy: nginxWhy}
+	return writeReport(b, h, o, systems)
+}
 
+// startLab finds nginx, builds the binaries into tmp and starts the ECR
+// emulator with a token minted; the emulator, when set, is the caller's
+// to close, even on error. nginxWhy says why nginx is left out of a
+// smoke run.
+func startLab(ctx context.Context, tmp string, o options) (l *lab, nginxWhy string, err error) {
+	l = &lab{tmp: tmp}
+	if o.nginx != "" && strings.Contains(o.only, sysNginx) {
+		l.nginxBin, err = findNginx(o.nginx)
+		if err != nil {
+			if !o.smoke {
+				return l, "", fmt.Errorf("%w (or leave nginx out with -nginx '')", err)
+			}
+			nginxWhy = err.Error()
+		}
+	}
+	fmt.Fprintln(os.Stderr, "building ecr-proxy and distproxy…")
+	if l.ecrBin, l.distBin, l.floorBin, err = buildBinaries(ctx, tmp, o.ecrBin); err != nil {
+		return l, "", err
+	}
+	l.emu, err = ecrtest.Start(ecrtest.WithS3Addr("127.0.0.1:0"), ecrtest.WithS3URLHost(s3Host))
+	if err != nil {
+		return l, "", fmt.Errorf("start ECR emulator: %w", err)
+	}
+	if l.user, l.password, err = l.emu.Token(); err != nil {
+		return l, "", fmt.Errorf("mint token: %w", err)
+	}
+	return l, nginxWhy, nil
+}
+
+// seedBench seeds the large and small images in the emulator and builds
+// the image to push.
+func seedBench(ctx context.Context, l *lab, o options) (*bench, error) {
+	fmt.Fprintln(os.Stderr, "seeding images…")
+	b := &bench{
+		lab: l,
+		p:   params{runs: o.runs, clients: o.clients, tagPulls: o.tagPulls, parallel: o.parallel},
+		res: newResults(o.runs),
+		log: os.Stderr,
+	}
+	var err error
+	if b.large, err = seedImage(ctx, l.emu, "large", "bench/large:v1", o.large); err != nil {
+		return nil, err
+	}
+	if b.small, err = seedImage(ctx, l.emu, "small", "bench/small:v1", o.small); err != nil {
+		return nil, err
+	}
+	if b.push, err = pushImage(imageShape{pushLayers, o.pushSize}); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// writeReport prints the report, writes it to -out when given, and fails
+// when a scenario failed.
+func writeReport(b *bench, h header, o options, systems []system) error {
 	names := make([]string, len(systems))
 	for i, s := range systems {
 		names[i] = s.name
 	}
-	h := header{command: command(), started: started, elapsed: time.Since(started), smoke: *smoke, nginxWhy: nginxWhy}
-	if l.nginxBin != "" {
-		h.nginxVersion = nginxVersion(l.nginxBin)
+	if b.lab.nginxBin != "" {
+		h.nginxVersion = nginxVersion(b.lab.nginxBin)
 	}
 	h.ecrProxy = "built from ./cmd/registry at " + sourceRevision()
-	if *ecrBin != "" {
-		h.ecrProxy = "prebuilt binary " + *ecrBin
+	if o.ecrBin != "" {
+		h.ecrProxy = "prebuilt binary " + o.ecrBin
 	}
 	var report strings.Builder
 	if err := b.report(&report, h, names); err != nil {
 		return err
 	}
 	fmt.Print(report.String())
-	if *out != "" {
-		if err := os.WriteFile(*out, []byte(report.String()), 0o644); err != nil { //nolint:gosec // a report meant to be read
-			return fmt.Errorf("write %s: %w", *out, err)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(report.String()), 0o644); err != nil { //nolint:gosec // a report meant to be read
+			return fmt.Errorf("write %s: %w", o.out, err)
 		}
-		fmt.Fprintln(os.Stderr, "wrote", *out)
+		fmt.Fprintln(os.Stderr, "wrote", o.out)
 	}
 	if n := len(b.res.failures()); n > 0 {
 		return fmt.Errorf("%d scenario(s) failed; see Problems in the report", n)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sirupsen/logrus"
 
@@ -58,32 +59,63 @@ func run(ctx context.Context, out io.Writer, layers int, size int64, keep bool) 
 	fmt.Fprintf(out, "   registry %s, AWS API %s, region %s\n", emu.RegistryURL(), emu.APIURL(), emu.Region())
 
 	fmt.Fprintf(out, "2. pushing team/app:1.0 (%d × %s random layers) into the emulated ECR\n", layers, human(size))
-	img, err := ecrtest.RandomImage(layers, size)
+	img, err := pushImage(ctx, emu, layers, size)
 	if err != nil {
 		return err
-	}
-	user, pass, err := emu.Token()
-	if err != nil {
-		return err
-	}
-	ref, err := name.ParseReference(emu.RegistryHost()+"/team/app:1.0", name.Insecure)
-	if err != nil {
-		return err
-	}
-	if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: user, Password: pass})); err != nil {
-		return fmt.Errorf("push to the emulator: %w", err)
 	}
 
 	fmt.Fprintln(out, "3. building and starting ecr-proxy (go build ./cmd/registry)")
-	bin, err := proxytest.Build(ctx, dir)
+	proxy, err := startProxy(ctx, out, emu, dir)
 	if err != nil {
 		return err
+	}
+	defer func() { _ = proxy.Stop() }()
+
+	fmt.Fprintf(out, "4. pulling %s/team/app:1.0 through the proxy, cold then warm\n\n", proxy.Addr)
+	if err := pullTable(ctx, out, emu, proxy, img); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "\nThe warm pulls read every blob from the proxy's disk cache: no blob reached ECR or S3.")
+	if keep {
+		fmt.Fprintf(out, "\nThe proxy keeps running: try `crane pull --insecure %s/team/app:1.0 app.tar`. Ctrl-C stops it.\n", proxy.Addr)
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// pushImage pushes a random image of layers layers of size bytes to the
+// emulator as team/app:1.0.
+func pushImage(ctx context.Context, emu *ecrtest.Emulator, layers int, size int64) (v1.Image, error) {
+	img, err := ecrtest.RandomImage(layers, size)
+	if err != nil {
+		return nil, err
+	}
+	user, pass, err := emu.Token()
+	if err != nil {
+		return nil, err
+	}
+	ref, err := name.ParseReference(emu.RegistryHost()+"/team/app:1.0", name.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: user, Password: pass})); err != nil {
+		return nil, fmt.Errorf("push to the emulator: %w", err)
+	}
+	return img, nil
+}
+
+// startProxy builds the proxy into dir and starts it in front of emu,
+// with the emulator's AWS environment and no AWS files of the user's.
+func startProxy(ctx context.Context, out io.Writer, emu *ecrtest.Emulator, dir string) (*proxytest.Proxy, error) {
+	bin, err := proxytest.Build(ctx, dir)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := proxytest.WriteConfig(dir, proxytest.ConfigOptions{
 		RemoteURL: emu.RegistryURL(), Region: emu.Region(), RootDirectory: filepath.Join(dir, "cache"),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	env := append([]string{
 		"HOME=" + dir,
@@ -92,16 +124,19 @@ func run(ctx context.Context, out io.Writer, layers int, size int64, keep bool) 
 	}, emu.Env()...)
 	proxy, err := proxytest.Start(ctx, proxytest.Config{Binary: bin, Args: []string{"serve", cfg}, Env: env})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { _ = proxy.Stop() }()
 	fmt.Fprintf(out, "   proxy on %s, metrics on http://%s/metrics\n", proxy.URL(), proxy.DebugAddr)
 	if line, err := proxy.WaitForLog(ctx, `msg="AWS identity"`); err == nil {
 		_, id, _ := strings.Cut(line, `msg="AWS identity" `)
 		fmt.Fprintf(out, "   AWS identity: %s\n", id)
 	}
+	return proxy, nil
+}
 
-	fmt.Fprintf(out, "4. pulling %s/team/app:1.0 through the proxy, cold then warm\n\n", proxy.Addr)
+// pullTable pulls img through the proxy cold, warm, and warm by digest,
+// and prints what each pull cost at the emulator.
+func pullTable(ctx context.Context, out io.Writer, emu *ecrtest.Emulator, proxy *proxytest.Proxy, img v1.Image) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "pull\ttime\tbytes\tECR blob GETs\tS3 GETs\tmanifest GETs\ttoken mints\t")
 	for _, label := range []string{"cold", "warm", "warm by digest"} {
@@ -122,15 +157,7 @@ func run(ctx context.Context, out io.Writer, layers int, size int64, keep bool) 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t\n", label, time.Since(start).Round(time.Millisecond), human(n),
 			emu.Count(ecrtest.KindBlobGET), emu.Count(ecrtest.KindS3GET), emu.Count(ecrtest.KindManifestGET), emu.Count(ecrtest.KindTokenMint))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(out, "\nThe warm pulls read every blob from the proxy's disk cache: no blob reached ECR or S3.")
-	if keep {
-		fmt.Fprintf(out, "\nThe proxy keeps running: try `crane pull --insecure %s/team/app:1.0 app.tar`. Ctrl-C stops it.\n", proxy.Addr)
-		<-ctx.Done()
-	}
-	return nil
+	return tw.Flush()
 }
 
 // pull reads the image and all its layers, returning the bytes read.
