@@ -37,12 +37,13 @@
 //	    Body bytes written to clients for those requests. The byte hit ratio:
 //	      sum(rate(ecrproxy_served_bytes_total{source="cache"}[1h]))
 //	        / sum(rate(ecrproxy_served_bytes_total[1h]))
-//	ecrproxy_cache_uncached_total{reason="disk_full|too_large"}  counter
+//	ecrproxy_cache_uncached_total{reason="disk_full|too_large|cache_full"}  counter
 //	    Blob downloads from ECR streamed to their clients but not cached
 //	    (fed by the pull-through fetcher, once per download): the cache's
 //	    disk had no room for the blob (its spool could not be written, or
-//	    the room for it not reserved), or the blob is larger than the
-//	    cache's maxsize.
+//	    the room for it not reserved), the blob is larger than the cache's
+//	    maxsize, or blobs in use and other downloads held all the room
+//	    under maxsize.
 //
 // Upstream (fed by the transport, per HTTP round trip to ECR or S3):
 //

@@ -76,7 +76,7 @@ var allowed = map[string]map[string]bool{
 	"code":   codes(),
 	"result": set(resultHit, resultMiss, resultSuccess, resultFailure),
 	"source": set(sourceCache, sourceUp),
-	"reason": set(UncachedDiskFull, UncachedTooLarge),
+	"reason": set(UncachedDiskFull, UncachedTooLarge, UncachedCacheFull),
 	"le":     nil, // histogram buckets, fixed by the definition
 }
 
@@ -185,8 +185,9 @@ func TestNewRegistersWithTheGivenRegistry(t *testing.T) {
 	if got, _ := value(t, reg, "ecrproxy_token_expiry_timestamp_seconds"); got != 1_800_000_000 {
 		t.Errorf("token expiry = %v, want 1.8e9", got)
 	}
-	want := `# HELP ecrproxy_cache_uncached_total Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk) or too_large (larger than maxsize).
+	want := `# HELP ecrproxy_cache_uncached_total Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk), too_large (larger than maxsize) or cache_full (the room under maxsize held by blobs in use and other downloads).
 # TYPE ecrproxy_cache_uncached_total counter
+ecrproxy_cache_uncached_total{reason="cache_full"} 0
 ecrproxy_cache_uncached_total{reason="disk_full"} 1
 ecrproxy_cache_uncached_total{reason="too_large"} 0
 `

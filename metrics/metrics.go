@@ -19,12 +19,14 @@ const (
 	KindManifest = "manifest"
 	KindBlob     = "blob"
 
-	// UncachedDiskFull and UncachedTooLarge are the reasons a blob fetched
-	// from ECR was streamed to its clients without being cached: the
-	// cache's disk had no room for it, or it is larger than the cache's
-	// bound (maxsize).
-	UncachedDiskFull = "disk_full"
-	UncachedTooLarge = "too_large"
+	// UncachedDiskFull, UncachedTooLarge and UncachedCacheFull are the
+	// reasons a blob fetched from ECR was streamed to its clients without
+	// being cached: the cache's disk had no room for it, it is larger than
+	// the cache's bound (maxsize), or blobs in use and other downloads
+	// held all the room under the bound.
+	UncachedDiskFull  = "disk_full"
+	UncachedTooLarge  = "too_large"
+	UncachedCacheFull = "cache_full"
 
 	resultHit     = "hit"
 	resultMiss    = "miss"
@@ -103,7 +105,7 @@ func newRecorder(now func() time.Time) *recorder {
 		}),
 		uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "cache_uncached_total",
-			Help: "Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk) or too_large (larger than maxsize).",
+			Help: "Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk), too_large (larger than maxsize) or cache_full (the room under maxsize held by blobs in use and other downloads).",
 		}, []string{"reason"}),
 	}
 	// Series with fixed label sets exist from the start, at 0, so that
@@ -117,7 +119,7 @@ func newRecorder(now func() time.Time) *recorder {
 		r.servedBytes.WithLabelValues(kind, sourceCache)
 		r.servedBytes.WithLabelValues(kind, sourceUp)
 	}
-	for _, reason := range []string{UncachedDiskFull, UncachedTooLarge} {
+	for _, reason := range []string{UncachedDiskFull, UncachedTooLarge, UncachedCacheFull} {
 		r.uncached.WithLabelValues(reason)
 	}
 	return r
@@ -203,14 +205,14 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 }
 
 // ObserveUncached records one blob fetched from ECR that was not cached,
-// for reason UncachedDiskFull or UncachedTooLarge (any other value is
-// ignored, so that the label keeps its two values).
+// for reason UncachedDiskFull, UncachedTooLarge or UncachedCacheFull (any
+// other value is ignored, so that the label keeps its fixed set).
 func (m *Metrics) ObserveUncached(reason string) {
 	m.rec.observeUncached(reason)
 }
 
 func (r *recorder) observeUncached(reason string) {
-	if reason != UncachedDiskFull && reason != UncachedTooLarge {
+	if reason != UncachedDiskFull && reason != UncachedTooLarge && reason != UncachedCacheFull {
 		return
 	}
 	r.uncached.WithLabelValues(reason).Inc()

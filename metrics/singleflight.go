@@ -25,7 +25,8 @@ func (o SingleflightObserver) WaitersChanged(delta int) {
 }
 
 // Uncached records a fetched blob that was streamed to its clients
-// without being cached, for reason UncachedDiskFull or UncachedTooLarge.
+// without being cached, for reason UncachedDiskFull, UncachedTooLarge or
+// UncachedCacheFull.
 func (o SingleflightObserver) Uncached(reason string) {
 	o.rec.observeUncached(reason)
 }

@@ -71,11 +71,11 @@ func (b *blobStore) Stat(ctx context.Context, dgst digest.Digest) (v1.Descriptor
 // startDownload joins (or starts) the download of dgst and waits until
 // it has begun, to describe the blob from ECR's answer.
 func (b *blobStore) startDownload(ctx context.Context, local distribution.BlobStore, dgst digest.Digest) (v1.Descriptor, error) {
-	f, finished := b.p.join(ctx, b.name, dgst, -1, local)
+	f, rd, finished := b.p.join(ctx, b.name, dgst, -1, local)
 	if f == nil { // cached meanwhile
 		return local.Stat(ctx, dgst)
 	}
-	defer b.p.leave(f)
+	defer b.p.leave(f, rd)
 	if !finished {
 		f.noteJoined(requestID(ctx))
 	}
@@ -166,12 +166,12 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	f, finished := b.p.join(ctx, b.name, dgst, desc.Size, local)
+	f, rd, finished := b.p.join(ctx, b.name, dgst, desc.Size, local)
 	if f == nil { // cached meanwhile
 		return b.serveLocal(ctx, w, r, local, dgst)
 	}
-	defer b.p.leave(f)
+	defer b.p.leave(f, rd)
 	// A hit: the download had finished before this request came, not
 	// while its Stat waited for it.
-	return f.serve(ctx, w, r, b.p, finished && !f.joinedEarlier(requestID(ctx)))
+	return f.serve(ctx, w, r, b.p, rd, finished && !f.joinedEarlier(requestID(ctx)))
 }

@@ -17,6 +17,11 @@ var (
 	errTruncated = errors.New("upstream body ended before its announced length")
 	errDigest    = errors.New("upstream body does not match its digest")
 	errStalled   = errors.New("upstream download abandoned")
+	// errLeftBehind ends the response of a client that an uncached
+	// download could no longer serve: its bytes had left the window.
+	errLeftBehind = errors.New("client fell behind an uncached download")
+	// errNoClient abandons an uncached download that nobody reads.
+	errNoClient = errors.New("uncached download abandoned: no client is reading it")
 )
 
 // upstreamStatusError is a non-success answer of ECR.

@@ -29,7 +29,14 @@ const copyBuffer = 256 << 10
 // asks for it while it runs. Its bytes are spooled to a file that the
 // clients read as it grows, through one descriptor the flight owns: the
 // file stays readable after the cache adopts it (a rename) or evicts it,
-// and is closed when the last client has left a finished flight.
+// and is closed when the last client has left a finished flight. The
+// room for the spool is reserved in the cache before it is written, when
+// the cache driver reserves (SpaceReserver).
+//
+// A download whose room cannot be reserved, or whose spool cannot be
+// written for lack of space, is uncached: it goes on, its clients read
+// the bytes the spool holds and then the rest from a window in memory
+// (see relay.go), and nothing is cached.
 type flight struct {
 	key  string
 	name reference.Named
@@ -45,6 +52,14 @@ type flight struct {
 	done    bool
 	err     error
 	waiters int
+	readers map[*reader]struct{} // the clients joined, where they read
+	room    SpaceReserver        // holds the spool's reservation; final once started
+
+	uncached  bool   // streamed through memory past spooled; not cached
+	replaced  bool   // a later download took its place in the table
+	spooled   int64  // bytes of the spool readable, once uncached
+	relay     []byte // bytes [relayBase, written) of an uncached download
+	relayBase int64
 	// joined are the requests whose Stat joined the download before it
 	// finished: they are misses, whenever they come to be served.
 	joined map[string]bool
@@ -96,40 +111,56 @@ func (f *flight) state() snapshot {
 }
 
 // join returns the download of name@dgst in flight, starting it if there
-// is none, and whether it had already finished (checked, being
-// committed): the request is then a cache hit. Every join must be
-// followed by a leave. When no download is in flight but the blob is
-// in the local store, it returns a nil flight: a download finished and
-// was committed since the caller looked (it leaves the table only after
-// its commit), and the caller serves the cached blob instead of
-// fetching it again.
-func (p *Puller) join(ctx context.Context, name reference.Named, dgst digest.Digest, size int64, local distribution.BlobStore) (*flight, bool) {
+// is none, the client's place in it, and whether it had already finished
+// (checked, being committed): the request is then a cache hit. Every join
+// must be followed by a leave. When no download is in flight but the
+// blob is in the local store, it returns a nil flight: a download
+// finished and was committed since the caller looked (it leaves the
+// table only after its commit), and the caller serves the cached blob
+// instead of fetching it again. An uncached download that has dropped
+// bytes from memory cannot serve a new client: that client starts a
+// download of its own.
+func (p *Puller) join(ctx context.Context, name reference.Named, dgst digest.Digest, size int64, local distribution.BlobStore) (*flight, *reader, bool) {
 	key := name.Name() + "@" + dgst.String()
 	p.mu.Lock()
 	_, ok := p.flights[key]
 	p.mu.Unlock()
 	if !ok {
 		if _, err := local.Stat(ctx, dgst); err == nil {
-			return nil, true
+			return nil, nil, true
 		}
 	}
+	rd := &reader{}
 	p.mu.Lock()
 	f, ok := p.flights[key]
+	if ok {
+		f.mu.Lock()
+		ok = f.servableLocked()
+		if ok {
+			f.readers[rd] = struct{}{}
+		} else {
+			f.replaced = true
+		}
+		f.mu.Unlock()
+	}
 	if !ok {
-		f = &flight{key: key, name: name, dgst: dgst, size: size, changed: make(chan struct{})}
+		f = &flight{key: key, name: name, dgst: dgst, size: size, changed: make(chan struct{}),
+			readers: map[*reader]struct{}{rd: {}}}
 		p.flights[key] = f
 	}
 	f.waiters++
 	p.mu.Unlock()
 	st := f.state()
-	finished := ok && st.done && st.err == nil
+	f.mu.Lock()
+	finished := ok && st.done && st.err == nil && !f.uncached
+	f.mu.Unlock()
 	if !ok {
 		p.observer.FlightStarted()
 		p.fetches.Add(1)
 		go p.fetch(context.WithoutCancel(ctx), f, local)
 	}
 	p.observer.WaitersChanged(1)
-	return f, finished
+	return f, rd, finished
 }
 
 // inFlight describes name@dgst from its download in flight, when one has
@@ -156,8 +187,9 @@ func (p *Puller) inFlight(name reference.Named, dgst digest.Digest) (v1.Descript
 
 // leave ends a client's use of f; the last one out of a finished flight
 // removes its spool.
-func (p *Puller) leave(f *flight) {
+func (p *Puller) leave(f *flight, rd *reader) {
 	p.observer.WaitersChanged(-1)
+	f.update(func() { delete(f.readers, rd) }) // wakes an uncached download waiting for room
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f.waiters--
@@ -166,6 +198,8 @@ func (p *Puller) leave(f *flight) {
 	}
 }
 
+// removeSpool closes the spool, removes it unless the cache adopted it,
+// and releases its reservation (none is left after an adoption).
 func (f *flight) removeSpool() {
 	if f.spool == nil {
 		return
@@ -173,6 +207,10 @@ func (f *flight) removeSpool() {
 	_ = f.spool.Close()
 	if !f.adopted {
 		_ = os.Remove(f.spool.Name()) //nolint:gosec // the spool file this process created
+	}
+	if f.room != nil {
+		// The copy through distribution makes its own room.
+		f.room.Unreserve(f.spool.Name())
 	}
 }
 
@@ -193,7 +231,9 @@ func (p *Puller) fetch(ctx context.Context, f *flight, local distribution.BlobSt
 		f.update(func() { f.done, f.err = true, err })
 	}
 	p.mu.Lock()
-	delete(p.flights, f.key)
+	if p.flights[f.key] == f { // a later download may have taken its place (join)
+		delete(p.flights, f.key)
+	}
 	if f.waiters == 0 {
 		f.removeSpool()
 	}
@@ -261,21 +301,20 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 		size = resp.ContentLength
 	}
 
-	spool, err := os.CreateTemp(p.spoolDir, SpoolPattern)
-	if err != nil {
-		return fmt.Errorf("create spool: %w", err)
-	}
+	spool, room := p.openSpool(ctx, f, size)
 	// From here the flight owns the spool (removeSpool).
-	f.update(func() { f.started, f.size, f.spool = true, size, spool })
+	f.update(func() { f.started, f.size, f.spool, f.room = true, size, spool, room })
 
 	verifier := f.dgst.Verifier()
+	sink := &spoolSink{p: p, f: f, spool: spool, room: room, size: size,
+		progress: func() { idle.Reset(p.idleTimeout) }}
 	buf := make([]byte, copyBuffer)
 	var written int64
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
-			if _, werr := spool.Write(buf[:n]); werr != nil {
-				return fmt.Errorf("write spool: %w", werr)
+			if err := sink.write(ctx, buf[:n], written); err != nil {
+				return err
 			}
 			_, _ = verifier.Write(buf[:n])
 			written += int64(n)
@@ -301,6 +340,9 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 	// (Puller.Wait).
 	f.update(func() { f.done = true })
 	idle.Stop()
+	if sink.uncached {
+		return nil // said when it went uncached
+	}
 	ctx, stop := context.WithTimeout(context.WithoutCancel(base), p.commitTimeout)
 	defer stop()
 	p.keep(ctx, f, local, written)
@@ -328,6 +370,10 @@ func (p *Puller) keep(ctx context.Context, f *flight, local distribution.BlobSto
 			return
 		}
 		log.WithError(err).Debug("the spool is on another filesystem than the cache; copying the download")
+	}
+	if f.room != nil {
+		// The copy through distribution makes its own room.
+		f.room.Unreserve(f.spool.Name())
 	}
 	if err := p.commit(ctx, local, f.spool, f.dgst, size); err != nil {
 		log.WithError(err).Warn("cannot cache blob")
@@ -358,7 +404,7 @@ func (p *Puller) commit(ctx context.Context, local distribution.BlobStore, spool
 // download makes it available. A download failure after the headers were
 // sent ends the response short of its Content-Length, so that the client
 // sees an error rather than a complete-looking short body.
-func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, p *Puller, hit bool) error {
+func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, p *Puller, rd *reader, hit bool) error {
 	for {
 		st := f.state()
 		if st.started {
@@ -381,8 +427,6 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 		return nil
 	}
-	spool := f.spool // final once started
-
 	start, end, status := int64(0), size-1, http.StatusOK
 	if ranged {
 		start, end, status = rng.start, rng.end, http.StatusPartialContent
@@ -402,6 +446,7 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
 	}
+	f.advance(rd, start) // an uncached download need not keep what precedes it
 	w.WriteHeader(status)
 	// The headers go now: a client whose Range starts far ahead of the
 	// download knows at once that its bytes are coming.
@@ -424,16 +469,17 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			limit--
 		}
 		if limit > pos {
-			n, err := spool.ReadAt(buf[:min(limit-pos, int64(len(buf)))], pos)
+			n, err := f.readAt(buf[:min(limit-pos, int64(len(buf)))], pos, rd)
 			if n > 0 {
 				if _, werr := w.Write(buf[:n]); werr != nil {
 					return nil // the client went away; the download goes on
 				}
 				_ = rc.Flush()
 				pos += int64(n)
+				f.advance(rd, pos)
 			}
 			if err != nil && !errors.Is(err, io.EOF) {
-				p.log.WithError(err).Warn("read spool")
+				p.log.WithError(err).WithField("digest", f.dgst).Warn("read download")
 				return abort(ctx, size)
 			}
 			continue

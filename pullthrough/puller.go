@@ -59,10 +59,12 @@ type Puller struct {
 	log           logrus.FieldLogger
 	observer      Observer
 	now           func() time.Time // the tag window's and the HEAD cache's clock
+	relayWindow   int              // memory of an uncached download (relay.go)
 
 	mu      sync.Mutex
 	local   distribution.Namespace
 	files   Adopter         // the cache driver, when it can adopt downloads
+	room    SpaceReserver   // the cache driver, when it reserves room for spools
 	opener  blobfile.Opener // the cache driver, when it can open blob files
 	flights map[string]*flight
 	failed  map[string]error // request id → its Stat's download failed (failure)
@@ -97,6 +99,9 @@ const (
 	ReasonDiskFull = "disk_full"
 	// ReasonTooLarge: the blob is larger than the cache's bound.
 	ReasonTooLarge = "too_large"
+	// ReasonCacheFull: blobs in use and other downloads hold all the
+	// room under the cache's bound.
+	ReasonCacheFull = "cache_full"
 )
 
 type nopObserver struct{}
@@ -186,6 +191,7 @@ func New(registryURL string, rt http.RoundTripper, opts ...Option) (*Puller, err
 		spoolDir:      os.TempDir(),
 		commitTimeout: DefaultCommitTimeout,
 		idleTimeout:   DefaultIdleTimeout,
+		relayWindow:   defaultRelayWindow,
 		now:           time.Now,
 		log:           logx.Discard(),
 		observer:      nopObserver{},
@@ -222,6 +228,7 @@ func (p *Puller) InitRegistry(_ context.Context, ns distribution.Namespace, d st
 	defer p.mu.Unlock()
 	p.local = ns
 	p.files, _ = d.(Adopter)
+	p.room, _ = d.(SpaceReserver)
 	p.opener, _ = d.(blobfile.Opener)
 	return ns, nil
 }
@@ -232,6 +239,22 @@ func (p *Puller) InitRegistry(_ context.Context, ns distribution.Namespace, d st
 // where it was on error, and gone on success.
 type Adopter interface {
 	Adopt(ctx context.Context, repo string, dgst digest.Digest, file string, size int64) error
+}
+
+// SpaceReserver is a cache storage driver that holds room under its
+// bound for a spool file before it is written, evicting to make it
+// (lrufs.Driver.Reserve): a later Adopt of the file turns the reservation
+// into the blob's, Unreserve releases it. Reserve with a larger size
+// grows it. Other drivers do not reserve.
+type SpaceReserver interface {
+	Reserve(ctx context.Context, file string, size int64) error
+	Unreserve(file string)
+}
+
+func (p *Puller) reserver() SpaceReserver {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.room
 }
 
 func (p *Puller) fileOpener() blobfile.Opener {

@@ -42,6 +42,8 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 // blob handler does: Stat, then ServeBlob.
 type rig struct {
 	emu   *ecrtest.Emulator
+	cache *lrufs.Driver
+	spool string
 	p     *Puller
 	ns    distribution.Namespace
 	srv   *httptest.Server
@@ -50,6 +52,13 @@ type rig struct {
 
 func newRig(t *testing.T, opts ...Option) *rig {
 	t.Helper()
+	return newBoundedRig(t, 0, opts...)
+}
+
+// newBoundedRig is newRig with a cache bounded to maxSize bytes (0:
+// unbounded).
+func newBoundedRig(t *testing.T, maxSize int64, opts ...Option) *rig {
+	t.Helper()
 	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	user, pw, err := emu.Token()
@@ -57,7 +66,7 @@ func newRig(t *testing.T, opts ...Option) *rig {
 		t.Fatal(err)
 	}
 	root := t.TempDir()
-	d, err := lrufs.New(lrufs.Parameters{RootDirectory: root + "/cache"})
+	d, err := lrufs.New(lrufs.Parameters{RootDirectory: root + "/cache", MaxSize: maxSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +85,7 @@ func newRig(t *testing.T, opts ...Option) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{emu: emu, p: p, ns: ns, blobs: &blobStore{p: p, local: ns, name: named}}
+	r := &rig{emu: emu, cache: d, spool: root, p: p, ns: ns, blobs: &blobStore{p: p, local: ns, name: named}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(func() {
 		r.srv.Close()

@@ -1,0 +1,327 @@
+package pullthrough
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/redact"
+	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
+)
+
+// defaultRelayWindow bounds the bytes an uncached download holds in memory: from
+// the position of its slowest client to the last byte received. It is a
+// bound per download, however many clients read it.
+//
+// Why a shared window in memory rather than one upstream fetch per client
+// once the spool cannot be written: the disk being full is when the
+// proxy is under the most pressure, and multiplying downloads by clients
+// would multiply ECR requests, S3 transfer and the time each client waits,
+// while one download keeps the guarantee every client has today: the
+// length and digest of the whole blob are checked once, before the last
+// byte of any response (whole or ranged) leaves. The price is that the
+// clients of an uncached download move together, at most the window
+// apart; one that stops reading for relayStall (see Puller.relayStall)
+// is cut off (its response ends short, so it sees an error and may retry)
+// rather than holding the others.
+const defaultRelayWindow = 8 << 20
+
+// reader is one client's place in a flight: the first byte it still needs.
+// Guarded by the flight's mu.
+type reader struct {
+	pos     int64
+	dropped bool // cut off by an uncached download it held back
+}
+
+// uncachedReason classifies why a download cannot be cached: the label of
+// Observer.Uncached, and whether err is such a reason at all (else the
+// download fails as before).
+func uncachedReason(err error) (string, bool) {
+	switch {
+	case errors.Is(err, lrufs.ErrBlobTooLarge):
+		return ReasonTooLarge, true
+	case errors.Is(err, lrufs.ErrCacheFull):
+		return ReasonCacheFull, true
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
+		return ReasonDiskFull, true
+	}
+	return "", false
+}
+
+// goUncached switches f, whose spool holds its first spooled bytes (0
+// when there is none), to streaming through memory, and says so: once
+// per download, a warning naming the digest and the cause, and the
+// observer's count when reason is one of its reasons ("" for another
+// failure of the spool, which is uncached all the same).
+func (p *Puller) goUncached(f *flight, spooled int64, reason string, cause error) {
+	f.update(func() {
+		f.uncached = true
+		f.spooled = spooled
+		f.relayBase = spooled
+	})
+	log := p.log.WithField("digest", f.dgst).WithField("repository", f.name.Name()).WithError(redact.Error(cause))
+	if reason != "" {
+		log = log.WithField("reason", reason)
+	}
+	log.Warn("cannot cache blob; streaming it to its clients without caching it")
+	if reason != "" {
+		p.observer.Uncached(reason)
+	}
+}
+
+// relayStall is how long an uncached download waits for its slowest
+// client to make room in the window before it cuts that client off.
+func (p *Puller) relayStall() time.Duration {
+	return max(p.idleTimeout/2, time.Millisecond)
+}
+
+// relayAppend adds data, received after what is written, to the relay of
+// an uncached download, first waiting for its clients to make room in
+// the window. A client that holds the window full for relayStall is cut
+// off; a download with no client left is abandoned. progress is called
+// when the slowest client moves (the download is not idle meanwhile).
+func (p *Puller) relayAppend(ctx context.Context, f *flight, data []byte, progress func()) error {
+	var stall *time.Timer
+	defer func() {
+		if stall != nil {
+			stall.Stop()
+		}
+	}()
+	last := int64(-1)
+	for {
+		f.mu.Lock()
+		lo := f.trimLocked()
+		if len(f.readers) == 0 && f.replaced {
+			f.mu.Unlock()
+			return errNoClient
+		}
+		// Every client has read all but the last byte, which is held back
+		// until the digest is checked: there is room, whatever the size
+		// of data.
+		caughtUp := len(f.relay) <= 1
+		if caughtUp || len(f.relay)+len(data) <= p.relayWindow {
+			f.relay = append(f.relay, data...)
+			f.mu.Unlock()
+			return nil
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		switch {
+		case stall == nil:
+			stall = time.NewTimer(p.relayStall())
+		case lo > last: // the slowest client moved: it is not stalled
+			stall.Reset(p.relayStall())
+			progress()
+		}
+		last = lo
+		select {
+		case <-changed:
+		case <-stall.C:
+			if !f.dropSlowest() {
+				return errNoClient
+			}
+			stall.Reset(p.relayStall())
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// trimLocked drops from the relay the bytes every client has read, and
+// returns the position of the slowest client (-1 when there is none).
+// With no client registered, it keeps the bytes: a request's Stat leaves
+// the flight before its ServeBlob joins it again.
+func (f *flight) trimLocked() int64 {
+	end := f.relayBase + int64(len(f.relay))
+	lo, found := end, false
+	for r := range f.readers {
+		if !r.dropped {
+			lo, found = min(lo, r.pos), true
+		}
+	}
+	if !found {
+		return -1
+	}
+	if lo > f.relayBase {
+		f.relay = f.relay[lo-f.relayBase:]
+		f.relayBase = lo
+		if len(f.relay) == 0 {
+			f.relay = nil // let the backing array go
+		}
+	}
+	return lo
+}
+
+// dropSlowest cuts off the clients at the lowest position of the relay
+// and reports whether any client is left to serve.
+func (f *flight) dropSlowest() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lo := int64(-1)
+	for r := range f.readers {
+		if !r.dropped && (lo < 0 || r.pos < lo) {
+			lo = r.pos
+		}
+	}
+	if lo < 0 {
+		return false
+	}
+	left := false
+	for r := range f.readers {
+		switch {
+		case r.dropped:
+		case r.pos == lo:
+			r.dropped = true
+		default:
+			left = true
+		}
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return left
+}
+
+// servableLocked reports whether a new client, reading from the start,
+// can be served by f: always, unless f is uncached and has dropped bytes
+// from its relay.
+func (f *flight) servableLocked() bool {
+	return !f.uncached || f.relayBase == f.spooled
+}
+
+// readAt reads bytes of the download at pos, below what is written:
+// from the spool, or for an uncached download past its spooled bytes,
+// from the relay.
+func (f *flight) readAt(b []byte, pos int64, r *reader) (int, error) {
+	f.mu.Lock()
+	if r.dropped {
+		f.mu.Unlock()
+		return 0, errLeftBehind
+	}
+	uncached, spooled, spool := f.uncached, f.spooled, f.spool
+	if uncached && pos >= spooled {
+		defer f.mu.Unlock()
+		if pos < f.relayBase || pos >= f.relayBase+int64(len(f.relay)) {
+			return 0, errLeftBehind
+		}
+		return copy(b, f.relay[pos-f.relayBase:]), nil
+	}
+	f.mu.Unlock()
+	if uncached {
+		b = b[:min(int64(len(b)), spooled-pos)]
+	}
+	return spool.ReadAt(b, pos)
+}
+
+// advance records that r has read up to pos; an uncached download
+// waiting for room in its window is woken.
+func (f *flight) advance(r *reader, pos int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r.pos = pos
+	if f.uncached {
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+}
+
+// reserveStep is how much more room a download of unknown length
+// reserves each time its spool reaches what it reserved.
+const reserveStep = 64 << 20
+
+// openSpool creates the spool of f and reserves its room (size bytes, or
+// a first step when the length is unknown) in the cache driver, if that
+// reserves. When either fails for lack of room, f goes uncached from its
+// first byte and there is no spool (nil); the returned reserver is nil
+// when nothing was reserved.
+func (p *Puller) openSpool(ctx context.Context, f *flight, size int64) (*os.File, SpaceReserver) {
+	spool, err := os.CreateTemp(p.spoolDir, SpoolPattern)
+	if err != nil {
+		p.spoolFailed(f, 0, fmt.Errorf("create spool: %w", err))
+		return nil, nil
+	}
+	room := p.reserver()
+	if room == nil {
+		return spool, nil
+	}
+	want := size
+	if want < 0 {
+		want = reserveStep
+	}
+	if err := room.Reserve(ctx, spool.Name(), want); err != nil {
+		_ = spool.Close()
+		_ = os.Remove(spool.Name()) //nolint:gosec // the spool file this process created
+		p.spoolFailed(f, 0, err)
+		return nil, nil
+	}
+	return spool, room
+}
+
+// spoolFailed makes f uncached because its spool could not be created,
+// reserved or written: for lack of room (counted by reason), or for
+// another error, after which its clients still get their bytes.
+func (p *Puller) spoolFailed(f *flight, spooled int64, err error) {
+	reason, _ := uncachedReason(err)
+	p.goUncached(f, spooled, reason, err)
+}
+
+// spoolSink is where a download's bytes go: its spool file, growing its
+// reservation when the length is unknown, until the spool fails for lack
+// of room; from then on, the flight's relay.
+type spoolSink struct {
+	p        *Puller
+	f        *flight
+	spool    *os.File // nil: uncached from the start
+	room     SpaceReserver
+	size     int64
+	reserved int64
+	uncached bool
+	progress func() // the download is making progress (its idle timer)
+}
+
+// write puts data, which follows the first written bytes, in the spool
+// or the relay.
+func (s *spoolSink) write(ctx context.Context, data []byte, written int64) error {
+	if s.spool == nil && !s.uncached {
+		s.uncached = true // openSpool made the flight uncached
+	}
+	if !s.uncached {
+		n, err := s.spoolWrite(ctx, data, written)
+		if err == nil {
+			return nil
+		}
+		s.uncached = true
+		s.p.spoolFailed(s.f, written+int64(n), err)
+		data = data[n:]
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	return s.p.relayAppend(ctx, s.f, data, s.progress)
+}
+
+// spoolWrite writes data to the spool at written, reserving more room
+// first when the length is unknown. It returns how much of data the
+// spool holds.
+func (s *spoolSink) spoolWrite(ctx context.Context, data []byte, written int64) (int, error) {
+	if s.room != nil && s.size < 0 && written+int64(len(data)) > s.reservedSoFar() {
+		s.reserved = written + int64(len(data)) + reserveStep
+		if err := s.room.Reserve(ctx, s.spool.Name(), s.reserved); err != nil {
+			return 0, err
+		}
+	}
+	n, err := s.spool.Write(data)
+	if err != nil {
+		return n, fmt.Errorf("write spool: %w", err)
+	}
+	return n, nil
+}
+
+func (s *spoolSink) reservedSoFar() int64 {
+	if s.reserved == 0 {
+		return reserveStep
+	}
+	return s.reserved
+}
