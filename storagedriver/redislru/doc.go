@@ -1,0 +1,62 @@
+// Package redislru is a distribution storage middleware, registered by
+// the command as "redislru", that keeps the blob data of any storage
+// driver (the shared S3 bucket of several proxy replicas) under a size
+// bound by deleting the least recently used blobs, with its index in
+// Redis so that the bound holds for the whole cluster.
+//
+// # Configuration
+//
+//	redis:
+//	  addrs: [redis:6379]
+//	middleware:
+//	  storage:
+//	    - name: redislru
+//	      options:
+//	        maxsize: 500g       # bytes, or k/m/g/t (powers of 1024); required
+//	        lowwater: 0.9       # evict down to this fraction of maxsize
+//	        prefix: ecr-proxy   # Redis key prefix: one per shared cache
+//	        touchinterval: 10s  # a replica records a blob's use at most this often
+//	        evictgrace: 1m      # a blob used less than this ago is not evicted
+//
+// # The index
+//
+// Three keys under the prefix: a sorted set of blobs ("<alg>/<hex>") by
+// last use (Unix milliseconds), a hash of their sizes, and the total of
+// those sizes. Scripts keep the three consistent whatever the replicas
+// do concurrently: a blob is counted once however many replicas store it.
+//
+// What counts is blob data, as in lrufilesystem: a blob enters the index
+// when distribution moves an upload to …/blobs/<alg>/<xx>/<hex>/data or
+// writes it with PutContent (manifests), and a Reader, GetContent or
+// RedirectURL of its data is a use. A read of a blob the index lacks
+// (Redis lost its data, or was down when the blob was written) indexes it
+// from a Stat. A Stat, Reader or GetContent that finds the data missing
+// (a garbage-collect or another replica deleted it) drops it from the
+// index; a Delete through the driver does too, and [Driver.Reconcile]
+// drops every entry whose data is gone (the command runs it after
+// garbage-collect, which does not go through storage middleware).
+//
+// # Eviction
+//
+// Ahead of a write that would take the total over maxsize, the writing
+// replica takes the eviction lease (a Redis key with a deadline, renewed
+// per victim), so one replica evicts at a time, and deletes the least
+// recently used blobs through the wrapped driver until the total plus the
+// new blob fits under lowwater×maxsize. A replica that finds the lease
+// taken writes without waiting: the holder is making room. A victim is
+// taken out of the index only if nobody used it since it was chosen, and
+// never if it was used within evictgrace (distribution stats a blob and
+// opens it a moment later; a deletion in between would cut the response).
+// Blobs in use by readers are not otherwise pinned across the cluster:
+// S3 finishes a GET already under way when its object is deleted. A blob
+// larger than maxsize is refused with [ErrBlobTooLarge] (the proxy then
+// serves it without caching it).
+//
+// # Redis unavailable
+//
+// Reads and writes of blobs never wait for Redis: each Redis call has a
+// short deadline, and after a failure the driver leaves Redis alone for
+// [DefaultRetryInterval], serving and storing blobs without touching the
+// index (no eviction, so the bound may be exceeded meanwhile). It logs
+// the change once each way, and [Driver.Health] reports it for /readyz.
+package redislru

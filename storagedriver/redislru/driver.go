@@ -1,0 +1,260 @@
+package redislru
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrBlobTooLarge refuses a blob larger than maxsize on its own.
+var ErrBlobTooLarge = errors.New("blob larger than the shared cache's maxsize")
+
+// victimsPerRound is how many eviction candidates one Redis call fetches.
+const victimsPerRound = 32
+
+// Driver wraps a storage driver, keeping its blob data under a
+// cluster-wide bound (see the package documentation).
+type Driver struct {
+	storagedriver.StorageDriver
+	ix *index
+	p  Parameters
+}
+
+var _ storagedriver.StorageDriver = (*Driver)(nil)
+
+// New wraps inner; rdb is the shared Redis. p.MaxSize is required.
+func New(inner storagedriver.StorageDriver, rdb redis.UniversalClient, p Parameters) (*Driver, error) {
+	if inner == nil || rdb == nil {
+		return nil, errors.New("redislru: a storage driver and a redis client are required")
+	}
+	if p.MaxSize <= 0 {
+		return nil, errors.New("redislru: maxsize is required")
+	}
+	p = p.withDefaults()
+	return &Driver{StorageDriver: inner, ix: newIndex(rdb, p), p: p}, nil
+}
+
+// Health is nil while Redis answers, and says since when and why not
+// otherwise: the cache then works without its shared bound.
+func (d *Driver) Health() error { return d.ix.health() }
+
+// GetContent reads through the wrapped driver and records a use.
+func (d *Driver) GetContent(ctx context.Context, path string) ([]byte, error) {
+	data, err := d.StorageDriver.GetContent(ctx, path)
+	if b, ok := blobOf(path); ok {
+		d.afterRead(ctx, b, int64(len(data)), err)
+	}
+	return data, err
+}
+
+// Reader opens through the wrapped driver and records a use.
+func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
+	rc, err := d.StorageDriver.Reader(ctx, path, offset)
+	if b, ok := blobOf(path); ok {
+		d.afterRead(ctx, b, -1, err)
+	}
+	return rc, err
+}
+
+// RedirectURL is a use too: the client reads the blob from the store.
+func (d *Driver) RedirectURL(r *http.Request, path string) (string, error) {
+	u, err := d.StorageDriver.RedirectURL(r, path)
+	if b, ok := blobOf(path); ok && err == nil && u != "" {
+		d.afterRead(r.Context(), b, -1, nil)
+	}
+	return u, err
+}
+
+// Stat drops a blob whose data is missing from the index.
+func (d *Driver) Stat(ctx context.Context, path string) (storagedriver.FileInfo, error) {
+	fi, err := d.StorageDriver.Stat(ctx, path)
+	if b, ok := blobOf(path); ok && isNotFound(err) {
+		_, _ = d.ix.forget(ctx, b, time.Time{})
+	}
+	return fi, err
+}
+
+// PutContent makes room, writes, and indexes blob data (manifests).
+func (d *Driver) PutContent(ctx context.Context, path string, content []byte) error {
+	b, ok := blobOf(path)
+	if !ok {
+		return d.StorageDriver.PutContent(ctx, path, content)
+	}
+	size := int64(len(content))
+	if err := d.makeRoom(ctx, size); err != nil {
+		return err
+	}
+	if err := d.StorageDriver.PutContent(ctx, path, content); err != nil {
+		return err
+	}
+	_, _ = d.ix.record(ctx, b, size)
+	return nil
+}
+
+// Move makes room, moves, and indexes an upload moved into place.
+func (d *Driver) Move(ctx context.Context, src, dst string) error {
+	b, ok := blobOf(dst)
+	if !ok {
+		return d.StorageDriver.Move(ctx, src, dst)
+	}
+	fi, err := d.StorageDriver.Stat(ctx, src)
+	if err != nil {
+		return err
+	}
+	if err := d.makeRoom(ctx, fi.Size()); err != nil {
+		return err
+	}
+	if err := d.StorageDriver.Move(ctx, src, dst); err != nil {
+		return err
+	}
+	_, _ = d.ix.record(ctx, b, fi.Size())
+	return nil
+}
+
+// Delete deletes through the wrapped driver and drops what it removed
+// from the index.
+func (d *Driver) Delete(ctx context.Context, path string) error {
+	err := d.StorageDriver.Delete(ctx, path)
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	blob, under, ok := deleted(path)
+	switch {
+	case !ok:
+	case blob != "":
+		_, _ = d.ix.forget(ctx, blob, time.Time{})
+	default:
+		_ = d.ix.members(ctx, func(b string) error {
+			if dir := blobDir(b); under == "/" || dir == under || len(dir) > len(under) && dir[:len(under)+1] == under+"/" {
+				_, _ = d.ix.forget(ctx, b, time.Time{})
+			}
+			return nil
+		})
+	}
+	return err
+}
+
+// afterRead records a use of b after a read that returned err; size is
+// the blob's size when known (-1: Stat it if the index lacks it).
+func (d *Driver) afterRead(ctx context.Context, b string, size int64, err error) {
+	if isNotFound(err) {
+		_, _ = d.ix.forget(ctx, b, time.Time{})
+		return
+	}
+	if err != nil {
+		return
+	}
+	indexed, terr := d.ix.touch(ctx, b)
+	if terr != nil || indexed {
+		return
+	}
+	if size < 0 {
+		fi, serr := d.StorageDriver.Stat(ctx, blobDir(b)+"/data")
+		if serr != nil {
+			return
+		}
+		size = fi.Size()
+	}
+	_, _ = d.ix.record(ctx, b, size)
+}
+
+// makeRoom evicts ahead of a write of size bytes that would take the
+// index over maxsize. Without Redis it lets the write through.
+func (d *Driver) makeRoom(ctx context.Context, size int64) error {
+	if size > d.p.MaxSize {
+		return fmt.Errorf("%w: %d bytes, maxsize %d", ErrBlobTooLarge, size, d.p.MaxSize)
+	}
+	total, err := d.ix.totalSize(ctx)
+	if err != nil || total+size <= d.p.MaxSize {
+		return nil //nolint:nilerr // without Redis, the write goes on unbounded (package doc)
+	}
+	d.evict(ctx, int64(d.p.LowWater*float64(d.p.MaxSize))-size)
+	return nil
+}
+
+// evict deletes least recently used blobs until the index counts at most
+// target bytes, if this replica gets the eviction lease.
+func (d *Driver) evict(ctx context.Context, target int64) {
+	l, err := d.ix.acquire(ctx)
+	if err != nil || l == nil {
+		return // another replica is evicting, or Redis is gone
+	}
+	defer l.release(ctx)
+	for {
+		total, err := d.ix.totalSize(ctx)
+		if err != nil || total <= target {
+			return
+		}
+		cutoff := d.p.Now()
+		if d.p.EvictGrace > 0 {
+			cutoff = cutoff.Add(-d.p.EvictGrace)
+		}
+		victims, err := d.ix.oldest(ctx, cutoff, victimsPerRound)
+		if err != nil {
+			return
+		}
+		if len(victims) == 0 {
+			d.p.Logger.WithField("total", total).Warn("shared cache over its bound: every blob was used within evictgrace")
+			return
+		}
+		for _, v := range victims {
+			if total <= target {
+				return
+			}
+			n, err := d.ix.forget(ctx, v, cutoff)
+			if err != nil {
+				return
+			}
+			if n < 0 {
+				continue // used since it was chosen
+			}
+			if err := d.StorageDriver.Delete(ctx, blobDir(v)); err != nil && !isNotFound(err) {
+				d.p.Logger.WithError(err).WithField("blob", v).Warn("evict: delete blob")
+			} else {
+				d.p.Logger.WithField("blob", v).WithField("bytes", n).Debug("evicted")
+			}
+			total -= n
+			if !l.renew(ctx) {
+				return
+			}
+		}
+	}
+}
+
+// Reconcile drops from the index every blob whose data the store no
+// longer has (deleted by garbage-collect, which bypasses this driver),
+// and returns how many it dropped.
+func (d *Driver) Reconcile(ctx context.Context) (int, error) {
+	var gone []string
+	err := d.ix.members(ctx, func(b string) error {
+		_, err := d.StorageDriver.Stat(ctx, blobDir(b)+"/data")
+		switch {
+		case isNotFound(err):
+			gone = append(gone, b)
+		case err != nil:
+			return fmt.Errorf("stat blob %s: %w", b, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, b := range gone {
+		if _, err := d.ix.forget(ctx, b, time.Time{}); err != nil {
+			return 0, err
+		}
+	}
+	return len(gone), nil
+}
+
+// isNotFound reports a driver's PathNotFoundError.
+func isNotFound(err error) bool {
+	var nf storagedriver.PathNotFoundError
+	return errors.As(err, &nf)
+}

@@ -1,0 +1,296 @@
+package redislru
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// errSkipped is returned while Redis is left alone after a failure.
+var errSkipped = errors.New("redis unavailable: skipped")
+
+// The scripts keep the sorted set, the sizes and the total consistent.
+var (
+	// record: KEYS lru, sizes, total; ARGV blob, size, now (ms).
+	recordScript = redis.NewScript(`
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+local delta = tonumber(ARGV[2])
+if old then delta = delta - tonumber(old) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return redis.call('INCRBY', KEYS[3], delta)`)
+	// forget: KEYS lru, sizes, total; ARGV blob, and the latest last use
+	// allowed ('' for any). Returns the size forgotten, or -1 when the
+	// blob was used after that.
+	forgetScript = redis.NewScript(`
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' and score and tonumber(score) > tonumber(ARGV[2]) then return -1 end
+local size = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if size then
+  redis.call('DECRBY', KEYS[3], size)
+  return tonumber(size)
+end
+return 0`)
+	// touch: KEYS lru; ARGV blob, now (ms). 1 if the blob is indexed.
+	touchScript = redis.NewScript(`
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1`)
+	// renew and release: KEYS lease; ARGV token (and ttl in ms).
+	renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`)
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+)
+
+// index is the shared LRU index in Redis, and this replica's view of
+// whether Redis answers.
+type index struct {
+	rdb                    redis.UniversalClient
+	p                      Parameters
+	lru, sizes, total, key string // key: the eviction lease
+
+	mu        sync.Mutex
+	downSince time.Time // zero while Redis answers
+	retryAt   time.Time
+	lastErr   error
+	touched   map[string]time.Time // last use recorded by this replica
+}
+
+func newIndex(rdb redis.UniversalClient, p Parameters) *index {
+	tag := "{" + p.Prefix + "}" // one hash slot: the scripts touch all keys
+	return &index{rdb: rdb, p: p, lru: tag + ":lru", sizes: tag + ":sizes", total: tag + ":total", key: tag + ":evict-lease",
+		touched: map[string]time.Time{}}
+}
+
+// do runs fn against Redis with the call deadline, unless Redis failed
+// less than RetryInterval ago, and tracks whether Redis answers.
+func (ix *index) do(ctx context.Context, fn func(ctx context.Context) error) error {
+	now := ix.p.Now()
+	ix.mu.Lock()
+	skip := !ix.downSince.IsZero() && now.Before(ix.retryAt)
+	ix.mu.Unlock()
+	if skip {
+		return errSkipped
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ix.p.OpTimeout)
+	defer cancel()
+	err := fn(ctx)
+	if errors.Is(err, redis.Nil) {
+		err = nil
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	switch {
+	case err != nil && ix.downSince.IsZero():
+		ix.downSince, ix.lastErr = now, err
+		ix.p.Logger.WithError(err).Warn("redis unavailable: the shared cache goes on without its index (no cluster-wide bound) until it answers")
+	case err != nil:
+		ix.lastErr = err
+	case !ix.downSince.IsZero():
+		ix.p.Logger.WithField("down_for", now.Sub(ix.downSince).Round(time.Millisecond).String()).Info("redis answers again: the shared cache index is updated again")
+		ix.downSince, ix.lastErr = time.Time{}, nil
+	}
+	if err != nil {
+		ix.retryAt = now.Add(ix.p.RetryInterval)
+	}
+	return err
+}
+
+// health is nil while Redis answers, else why not.
+func (ix *index) health() error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.downSince.IsZero() {
+		return nil
+	}
+	return fmt.Errorf("redis unavailable since %s: %w", ix.downSince.UTC().Format(time.RFC3339), ix.lastErr)
+}
+
+// ms is t in Unix milliseconds, the sorted set's score.
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// record indexes blob b with its size as used now; returns the new total.
+func (ix *index) record(ctx context.Context, b string, size int64) (int64, error) {
+	var total int64
+	err := ix.do(ctx, func(ctx context.Context) error {
+		var err error
+		total, err = recordScript.Run(ctx, ix.rdb, []string{ix.lru, ix.sizes, ix.total}, b, size, ms(ix.p.Now())).Int64()
+		return err
+	})
+	if err == nil {
+		ix.noteTouch(b)
+	}
+	return total, err
+}
+
+// touch records a use of b, at most once per TouchInterval from this
+// replica; indexed is false when the index does not have b.
+func (ix *index) touch(ctx context.Context, b string) (indexed bool, err error) {
+	if !ix.dueTouch(b) {
+		return true, nil
+	}
+	var found int64
+	err = ix.do(ctx, func(ctx context.Context) error {
+		var err error
+		found, err = touchScript.Run(ctx, ix.rdb, []string{ix.lru}, b, ms(ix.p.Now())).Int64()
+		return err
+	})
+	if err != nil {
+		return true, err
+	}
+	if found == 0 {
+		return false, nil
+	}
+	ix.noteTouch(b)
+	return true, nil
+}
+
+// dueTouch says whether this replica should record a use of b now.
+func (ix *index) dueTouch(b string) bool {
+	if ix.p.TouchInterval < 0 {
+		return true
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	last, ok := ix.touched[b]
+	return !ok || ix.p.Now().Sub(last) >= ix.p.TouchInterval
+}
+
+// noteTouch remembers that b's use was recorded now, and forgets uses
+// older than the interval once the map grows.
+func (ix *index) noteTouch(b string) {
+	if ix.p.TouchInterval < 0 {
+		return
+	}
+	now := ix.p.Now()
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.touched[b] = now
+	if len(ix.touched) > 100_000 {
+		for k, t := range ix.touched {
+			if now.Sub(t) >= ix.p.TouchInterval {
+				delete(ix.touched, k)
+			}
+		}
+	}
+}
+
+// forget drops b from the index; with usedBefore non-zero only if its
+// last use is not later. Returns the size forgotten, or -1 if it was used
+// since.
+func (ix *index) forget(ctx context.Context, b string, usedBefore time.Time) (int64, error) {
+	limit := ""
+	if !usedBefore.IsZero() {
+		limit = ms(usedBefore)
+	}
+	var n int64
+	err := ix.do(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = forgetScript.Run(ctx, ix.rdb, []string{ix.lru, ix.sizes, ix.total}, b, limit).Int64()
+		return err
+	})
+	ix.mu.Lock()
+	delete(ix.touched, b)
+	ix.mu.Unlock()
+	return n, err
+}
+
+// totalSize is the bytes the index counts.
+func (ix *index) totalSize(ctx context.Context) (int64, error) {
+	var n int64
+	err := ix.do(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = ix.rdb.Get(ctx, ix.total).Int64()
+		return err
+	})
+	return n, err
+}
+
+// oldest returns up to n blobs last used before t, least recent first.
+func (ix *index) oldest(ctx context.Context, t time.Time, n int64) ([]string, error) {
+	var out []string
+	err := ix.do(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = ix.rdb.ZRangeByScore(ctx, ix.lru, &redis.ZRangeBy{Min: "-inf", Max: ms(t), Count: n}).Result()
+		return err
+	})
+	return out, err
+}
+
+// members calls fn for every blob in the index.
+func (ix *index) members(ctx context.Context, fn func(b string) error) error {
+	var cursor uint64
+	for {
+		var keys []string
+		err := ix.do(ctx, func(ctx context.Context) error {
+			var err error
+			keys, cursor, err = ix.rdb.ZScan(ctx, ix.lru, cursor, "", 512).Result()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for i := 0; i < len(keys); i += 2 { // member, score
+			if err := fn(keys[i]); err != nil {
+				return err
+			}
+		}
+		if cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// lease is the eviction lease while this replica holds it.
+type lease struct {
+	ix    *index
+	token string
+}
+
+// acquire takes the eviction lease, or returns nil when another replica
+// holds it.
+func (ix *index) acquire(ctx context.Context) (*lease, error) {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	token := hex.EncodeToString(b)
+	var ok bool
+	err := ix.do(ctx, func(ctx context.Context) error {
+		var err error
+		ok, err = ix.rdb.SetNX(ctx, ix.key, token, ix.p.LeaseTTL).Result()
+		return err
+	})
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &lease{ix: ix, token: token}, nil
+}
+
+// renew extends the lease; false when it was lost (lapsed and taken).
+func (l *lease) renew(ctx context.Context) bool {
+	var n int64
+	err := l.ix.do(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = renewScript.Run(ctx, l.ix.rdb, []string{l.ix.key}, l.token, l.ix.p.LeaseTTL.Milliseconds()).Int64()
+		return err
+	})
+	return err == nil && n == 1
+}
+
+// release gives the lease up if this replica still holds it.
+func (l *lease) release(ctx context.Context) {
+	_ = l.ix.do(ctx, func(ctx context.Context) error {
+		return releaseScript.Run(ctx, l.ix.rdb, []string{l.ix.key}, l.token).Err()
+	})
+}
