@@ -37,6 +37,7 @@ type handler struct {
 	next     http.Handler
 	upstream *Upstream
 	probe    ProbeFunc
+	degraded []componentCheck // reported on /readyz without failing it
 	log      logrus.FieldLogger
 	push     *pushthrough.Passthrough // writes go to ECR
 	served   func(kind string, hit bool, bytes int64)

@@ -28,6 +28,25 @@ type ProbeFunc func(ctx context.Context) error
 // endpoint reports ready.
 func WithReadinessProbe(p ProbeFunc) Option { return func(h *handler) { h.probe = p } }
 
+// componentCheck is a part the proxy serves without, less well.
+type componentCheck struct {
+	name  string
+	check func() error
+}
+
+// WithDegradedCheck adds a part the proxy can serve without (such as the
+// shared cache's Redis) to ReadinessPath: while check fails, the answer
+// says "<name>": "degraded" and "status": "degraded", and stays 200.
+// check must not block; it reports state the part keeps itself. A nil
+// check adds nothing.
+func WithDegradedCheck(name string, check func() error) Option {
+	return func(h *handler) {
+		if check != nil {
+			h.degraded = append(h.degraded, componentCheck{name: name, check: check})
+		}
+	}
+}
+
 // readinessTimeout bounds one probe of the upstream; uploadsReadyTimeout
 // how long the upload sessions may stay locked before the upload path
 // counts as wedged (their lock is never held across I/O).
@@ -48,6 +67,15 @@ func (h *handler) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 			if err := h.probe(ctx); err != nil {
 				h.log.WithError(redact.Error(err)).Warn("readiness: ECR unreachable")
 				status, body["status"], body["ecr"] = http.StatusServiceUnavailable, "degraded", "unreachable"
+			}
+		}
+		for _, c := range h.degraded {
+			body[c.name] = "ok"
+			if c.check() != nil {
+				body[c.name] = "degraded"
+				if status == http.StatusOK {
+					body["status"] = "degraded"
+				}
 			}
 		}
 		if h.push != nil {

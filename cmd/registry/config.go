@@ -208,7 +208,10 @@ func (s *settings) check(lookup lookupFunc) error {
 	if region.Note != "" {
 		s.notes = append(s.notes, region.Note)
 	}
-	return s.checkS3()
+	if err := s.checkS3(); err != nil {
+		return err
+	}
+	return s.checkCluster()
 }
 
 // checkWrites sets the push mode and whether DELETE is forwarded. Writes

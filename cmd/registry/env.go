@@ -133,7 +133,7 @@ func (e *seedEnv) apply(s *settings, envOnly bool) error {
 		return fmt.Errorf("%s is required: the port the proxy listens on, such as 5000", envPort)
 	}
 
-	if err := e.applyS3(cfg); err != nil {
+	if err := e.applyShared(cfg); err != nil {
 		return err
 	}
 	if err := e.applyCache(cfg); err != nil {
@@ -293,6 +293,11 @@ func (e *seedEnv) applyCache(cfg *configuration.Configuration) error {
 	params := cfg.Storage.Parameters()
 	switch driver {
 	case lruDriver:
+	case s3Driver:
+		if dirSet {
+			return fmt.Errorf("%s does not apply to the shared %s cache (%s)", envCacheDir, s3Driver, envCacheS3Prefix)
+		}
+		return e.applyClusterBound(cfg, size)
 	case "filesystem":
 		if sizeSet {
 			// Same layout on disk: bounding it is switching the driver.

@@ -59,3 +59,43 @@ func TestS3KeysChecked(t *testing.T) {
 		t.Errorf("loadSettings: %v, want the misspelt key named", err)
 	}
 }
+
+func TestClusterBoundVariables(t *testing.T) {
+	s, err := loadSettings("", envMap("ECR", seedECR, "PORT", "5000",
+		"CACHE_S3_BUCKET", "team-cache", "REDIS_ADDR", "redis-0:6379, redis-1:6379", "CACHE_MAX_SIZE", "500g"))
+	if err != nil {
+		t.Fatalf("loadSettings: %v", err)
+	}
+	if diff := cmp.Diff([]string{"redis-0:6379", "redis-1:6379"}, s.dist.Redis.Options.Addrs); diff != "" {
+		t.Errorf("redis.addrs (-want +got):\n%s", diff)
+	}
+	opts := redisLRUOptions(s.dist)
+	if len(opts) != 1 {
+		t.Fatalf("%d redislru middlewares, want 1", len(opts))
+	}
+	want := map[string]any{"maxsize": "500g", "prefix": "ecr-proxy:s3://team-cache/"}
+	if diff := cmp.Diff(want, map[string]any(opts[0])); diff != "" {
+		t.Errorf("redislru options (-want +got):\n%s", diff)
+	}
+
+	_, err = loadSettings("", envMap("ECR", seedECR, "PORT", "5000", "CACHE_S3_BUCKET", "team-cache", "CACHE_MAX_SIZE", "500g"))
+	if err == nil || !strings.Contains(err.Error(), "set REDIS_ADDR") {
+		t.Errorf("CACHE_MAX_SIZE over S3 without Redis: %v, want an error asking for REDIS_ADDR", err)
+	}
+}
+
+func TestRedisLRUConfigChecked(t *testing.T) {
+	base := "version: 0.1\nstorage:\n  inmemory: {}\nproxy:\n  remoteurl: " + seedECR + "\necr:\n  push: disabled\n"
+	for _, tc := range []struct{ name, extra, want string }{
+		{"no redis", "middleware:\n  storage:\n    - name: redislru\n      options: {maxsize: 1g}\n", "set redis.addrs"},
+		{"no maxsize", "redis:\n  addrs: [r:6379]\nmiddleware:\n  storage:\n    - name: redislru\n", "option maxsize is required"},
+		{"misspelt option", "redis:\n  addrs: [r:6379]\nmiddleware:\n  storage:\n    - name: redislru\n      options: {maxsize: 1g, lowwatr: 0.5}\n", "unknown option lowwatr"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadSettings(writeFile(t, base+tc.extra), envMap())
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "middleware.storage[0]") {
+				t.Errorf("loadSettings: %v, want an error naming middleware.storage[0] and containing %q", err, tc.want)
+			}
+		})
+	}
+}

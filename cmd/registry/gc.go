@@ -85,6 +85,14 @@ func wrapGarbageCollect(gc *cobra.Command) {
 			return
 		}
 		run(cmd, args)
+		if dry, _ := cmd.Flags().GetBool("dry-run"); !dry {
+			if cfg := gcConfig(args); cfg != nil {
+				if err := reconcileAfterGC(ctx, cfg); err != nil {
+					fmt.Fprintln(os.Stderr, "Error:", err)
+					os.Exit(1)
+				}
+			}
+		}
 	}
 }
 

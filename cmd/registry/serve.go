@@ -77,10 +77,16 @@ func serve(ctx context.Context, s *settings) error {
 		return err
 	}
 	defer cacheLock.Close() //nolint:errcheck // releases the lock
+	shared, err := setupCluster(s, logrus.StandardLogger().WithField("component", "shared-cache"))
+	if err != nil {
+		return err
+	}
+	defer shared.close()
 	loc, err := newLocalSide(s, up, spool)
 	if err != nil {
 		return err
 	}
+	loc.shared = shared
 	handler := registerGateway(s, up, loc)
 
 	// The cache's metrics go to the registry the debug server's /metrics
@@ -186,6 +192,7 @@ type localSide struct {
 	push       *pushthrough.Passthrough // nil when writes are disabled
 	cache      storagedriver.StorageDriver
 	files      gateway.BlobFiles // the driver, when it opens blob files
+	shared     *cluster          // Redis and the cluster-wide bound, if configured
 }
 
 // newLocalSide installs the pullthrough and the write-through, both
@@ -236,6 +243,7 @@ func registerGateway(s *settings, up *upstreamSide, loc *localSide) *http.Handle
 			gateway.WithUpstream(up.upstream),
 			gateway.WithServedObserver(up.mets.ObserveServed),
 			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, up.transport)),
+			loc.shared.readiness(),
 			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")),
 		}
 		// distribution's app is built by now, and its registry middleware

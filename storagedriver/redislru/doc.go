@@ -38,19 +38,23 @@
 //
 // # Eviction
 //
-// Ahead of a write that would take the total over maxsize, the writing
-// replica takes the eviction lease (a Redis key with a deadline, renewed
-// per victim), so one replica evicts at a time, and deletes the least
-// recently used blobs through the wrapped driver until the total plus the
-// new blob fits under lowwater×maxsize. A replica that finds the lease
-// taken writes without waiting: the holder is making room. A victim is
-// taken out of the index only if nobody used it since it was chosen, and
-// never if it was used within evictgrace (distribution stats a blob and
-// opens it a moment later; a deletion in between would cut the response).
-// Blobs in use by readers are not otherwise pinned across the cluster:
-// S3 finishes a GET already under way when its object is deleted. A blob
-// larger than maxsize is refused with [ErrBlobTooLarge] (the proxy then
-// serves it without caching it).
+// A write of blob data first reserves its size in the total, atomically,
+// if it fits under maxsize; so concurrent writers on any replicas never
+// take the cache over the bound together. When it does not fit, the
+// writer takes the eviction lease (a Redis key with a deadline, renewed
+// per victim), so that one replica evicts at a time, and deletes the
+// least recently used blobs through the wrapped driver until the total
+// plus the new blob fits under lowwater×maxsize; a writer that finds the
+// lease taken waits for it to go and tries again. A victim is taken out
+// of the index only if nobody used it since it was chosen, and never if
+// it was used within evictgrace (distribution stats a blob and opens it a
+// moment later; a deletion in between would cut the response). Blobs in
+// use are not otherwise pinned across the cluster: S3 finishes a GET
+// already under way when its object is deleted. A blob that cannot get
+// room (every blob used within evictgrace) is refused with
+// [ErrCacheFull], one larger than maxsize with [ErrBlobTooLarge]; the
+// proxy then serves it without caching it. A reservation whose writer
+// died stays counted until [Driver.Reconcile].
 //
 // # Redis unavailable
 //

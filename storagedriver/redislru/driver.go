@@ -15,6 +15,14 @@ import (
 // ErrBlobTooLarge refuses a blob larger than maxsize on its own.
 var ErrBlobTooLarge = errors.New("blob larger than the shared cache's maxsize")
 
+// ErrCacheFull refuses a blob when no room can be made: every blob was
+// used within evictgrace, or another replica's eviction did not end.
+var ErrCacheFull = errors.New("no room in the shared cache under maxsize")
+
+// leasePoll is how often a writer waiting for another replica's eviction
+// looks whether it is over.
+const leasePoll = 20 * time.Millisecond
+
 // victimsPerRound is how many eviction candidates one Redis call fetches.
 const victimsPerRound = 32
 
@@ -87,13 +95,17 @@ func (d *Driver) PutContent(ctx context.Context, path string, content []byte) er
 		return d.StorageDriver.PutContent(ctx, path, content)
 	}
 	size := int64(len(content))
-	if err := d.makeRoom(ctx, size); err != nil {
+	reserved, err := d.makeRoom(ctx, size)
+	if err != nil {
 		return err
 	}
 	if err := d.StorageDriver.PutContent(ctx, path, content); err != nil {
+		if reserved {
+			d.ix.unreserve(ctx, size)
+		}
 		return err
 	}
-	_, _ = d.ix.record(ctx, b, size)
+	_, _ = d.ix.record(ctx, b, size, reserved)
 	return nil
 }
 
@@ -107,13 +119,17 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.makeRoom(ctx, fi.Size()); err != nil {
+	reserved, err := d.makeRoom(ctx, fi.Size())
+	if err != nil {
 		return err
 	}
 	if err := d.StorageDriver.Move(ctx, src, dst); err != nil {
+		if reserved {
+			d.ix.unreserve(ctx, fi.Size())
+		}
 		return err
 	}
-	_, _ = d.ix.record(ctx, b, fi.Size())
+	_, _ = d.ix.record(ctx, b, fi.Size(), reserved)
 	return nil
 }
 
@@ -161,35 +177,70 @@ func (d *Driver) afterRead(ctx context.Context, b string, size int64, err error)
 		}
 		size = fi.Size()
 	}
-	_, _ = d.ix.record(ctx, b, size)
+	_, _ = d.ix.record(ctx, b, size, false)
 }
 
-// makeRoom evicts ahead of a write of size bytes that would take the
-// index over maxsize. Without Redis it lets the write through.
-func (d *Driver) makeRoom(ctx context.Context, size int64) error {
+// makeRoom reserves size bytes in the index's total, evicting first
+// when they do not fit under maxsize, and reports whether it reserved.
+// Without Redis it lets the write through unreserved.
+func (d *Driver) makeRoom(ctx context.Context, size int64) (bool, error) {
 	if size > d.p.MaxSize {
-		return fmt.Errorf("%w: %d bytes, maxsize %d", ErrBlobTooLarge, size, d.p.MaxSize)
+		return false, fmt.Errorf("%w: %d bytes, maxsize %d", ErrBlobTooLarge, size, d.p.MaxSize)
 	}
-	total, err := d.ix.totalSize(ctx)
-	if err != nil || total+size <= d.p.MaxSize {
-		return nil //nolint:nilerr // without Redis, the write goes on unbounded (package doc)
+	target := int64(d.p.LowWater*float64(d.p.MaxSize)) - size
+	for {
+		ok, err := d.ix.reserve(ctx, size)
+		if err != nil {
+			return false, nil //nolint:nilerr // without Redis, the write goes on unbounded (package doc)
+		}
+		if ok {
+			return true, nil
+		}
+		l, err := d.ix.acquire(ctx)
+		if err != nil {
+			return false, nil //nolint:nilerr // as above
+		}
+		if l == nil {
+			if !d.waitEviction(ctx) {
+				return false, fmt.Errorf("%w: another replica's eviction did not end", ErrCacheFull)
+			}
+			continue
+		}
+		freed := d.evict(ctx, l, target)
+		l.release(ctx)
+		if !freed {
+			return false, fmt.Errorf("%w: every blob was used within evictgrace", ErrCacheFull)
+		}
 	}
-	d.evict(ctx, int64(d.p.LowWater*float64(d.p.MaxSize))-size)
-	return nil
 }
 
-// evict deletes least recently used blobs until the index counts at most
-// target bytes, if this replica gets the eviction lease.
-func (d *Driver) evict(ctx context.Context, target int64) {
-	l, err := d.ix.acquire(ctx)
-	if err != nil || l == nil {
-		return // another replica is evicting, or Redis is gone
+// waitEviction waits until no replica holds the eviction lease, for at
+// most the lease's deadline; false if it is still held.
+func (d *Driver) waitEviction(ctx context.Context) bool {
+	deadline := time.NewTimer(d.p.LeaseTTL)
+	defer deadline.Stop()
+	tick := time.NewTicker(leasePoll)
+	defer tick.Stop()
+	for d.ix.leaseHeld(ctx) {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
 	}
-	defer l.release(ctx)
+	return true
+}
+
+// evict deletes least recently used blobs, holding the lease l, until the
+// index counts at most target bytes, and reports whether it freed any.
+func (d *Driver) evict(ctx context.Context, l *lease, target int64) bool {
+	freed := false
 	for {
 		total, err := d.ix.totalSize(ctx)
 		if err != nil || total <= target {
-			return
+			return freed
 		}
 		cutoff := d.p.Now()
 		if d.p.EvictGrace > 0 {
@@ -197,19 +248,19 @@ func (d *Driver) evict(ctx context.Context, target int64) {
 		}
 		victims, err := d.ix.oldest(ctx, cutoff, victimsPerRound)
 		if err != nil {
-			return
+			return freed
 		}
 		if len(victims) == 0 {
-			d.p.Logger.WithField("total", total).Warn("shared cache over its bound: every blob was used within evictgrace")
-			return
+			d.p.Logger.WithField("total", total).Warn("shared cache full: every blob was used within evictgrace")
+			return freed
 		}
 		for _, v := range victims {
 			if total <= target {
-				return
+				return true
 			}
 			n, err := d.ix.forget(ctx, v, cutoff)
 			if err != nil {
-				return
+				return freed
 			}
 			if n < 0 {
 				continue // used since it was chosen
@@ -220,8 +271,9 @@ func (d *Driver) evict(ctx context.Context, target int64) {
 				d.p.Logger.WithField("blob", v).WithField("bytes", n).Debug("evicted")
 			}
 			total -= n
+			freed = true
 			if !l.renew(ctx) {
-				return
+				return freed
 			}
 		}
 	}
@@ -229,7 +281,9 @@ func (d *Driver) evict(ctx context.Context, target int64) {
 
 // Reconcile drops from the index every blob whose data the store no
 // longer has (deleted by garbage-collect, which bypasses this driver),
-// and returns how many it dropped.
+// sets the total to the sum of the sizes indexed (dropping reservations
+// of writers that died), and returns how many blobs it dropped. Run it
+// while no replica writes.
 func (d *Driver) Reconcile(ctx context.Context) (int, error) {
 	var gone []string
 	err := d.ix.members(ctx, func(b string) error {
@@ -249,6 +303,9 @@ func (d *Driver) Reconcile(ctx context.Context) (int, error) {
 		if _, err := d.ix.forget(ctx, b, time.Time{}); err != nil {
 			return 0, err
 		}
+	}
+	if err := d.ix.recount(ctx); err != nil {
+		return 0, fmt.Errorf("recount: %w", err)
 	}
 	return len(gone), nil
 }

@@ -18,14 +18,30 @@ var errSkipped = errors.New("redis unavailable: skipped")
 
 // The scripts keep the sorted set, the sizes and the total consistent.
 var (
-	// record: KEYS lru, sizes, total; ARGV blob, size, now (ms).
+	// record: KEYS lru, sizes, total; ARGV blob, size, now (ms), and
+	// '1' when the size was reserved in the total already.
 	recordScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 local delta = tonumber(ARGV[2])
 if old then delta = delta - tonumber(old) end
+if ARGV[4] == '1' then delta = delta - tonumber(ARGV[2]) end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return redis.call('INCRBY', KEYS[3], delta)`)
+	// reserve: KEYS total; ARGV size, maxsize. Adds size to the total if
+	// it fits under maxsize: 1 if it did, else 0.
+	reserveScript = redis.NewScript(`
+local total = tonumber(redis.call('GET', KEYS[1]) or '0')
+if total + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+return 1`)
+	// recount: KEYS sizes, total. Sets the total to the sum of the sizes,
+	// dropping reservations a crashed writer left.
+	recountScript = redis.NewScript(`
+local sum = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do sum = sum + tonumber(v) end
+redis.call('SET', KEYS[2], sum)
+return sum`)
 	// forget: KEYS lru, sizes, total; ARGV blob, and the latest last use
 	// allowed ('' for any). Returns the size forgotten, or -1 when the
 	// blob was used after that.
@@ -121,12 +137,17 @@ func (ix *index) health() error {
 // ms is t in Unix milliseconds, the sorted set's score.
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
-// record indexes blob b with its size as used now; returns the new total.
-func (ix *index) record(ctx context.Context, b string, size int64) (int64, error) {
+// record indexes blob b with its size as used now, its size reserved
+// in the total already or not; returns the new total.
+func (ix *index) record(ctx context.Context, b string, size int64, reserved bool) (int64, error) {
+	flag := "0"
+	if reserved {
+		flag = "1"
+	}
 	var total int64
 	err := ix.do(ctx, func(ctx context.Context) error {
 		var err error
-		total, err = recordScript.Run(ctx, ix.rdb, []string{ix.lru, ix.sizes, ix.total}, b, size, ms(ix.p.Now())).Int64()
+		total, err = recordScript.Run(ctx, ix.rdb, []string{ix.lru, ix.sizes, ix.total}, b, size, ms(ix.p.Now()), flag).Int64()
 		return err
 	})
 	if err == nil {
@@ -205,6 +226,40 @@ func (ix *index) forget(ctx context.Context, b string, usedBefore time.Time) (in
 	delete(ix.touched, b)
 	ix.mu.Unlock()
 	return n, err
+}
+
+// reserve adds size to the total if it stays under maxsize.
+func (ix *index) reserve(ctx context.Context, size int64) (bool, error) {
+	var ok int64
+	err := ix.do(ctx, func(ctx context.Context) error {
+		var err error
+		ok, err = reserveScript.Run(ctx, ix.rdb, []string{ix.total}, size, ix.p.MaxSize).Int64()
+		return err
+	})
+	return ok == 1, err
+}
+
+// unreserve gives back a reservation whose write failed.
+func (ix *index) unreserve(ctx context.Context, size int64) {
+	_ = ix.do(ctx, func(ctx context.Context) error { return ix.rdb.DecrBy(ctx, ix.total, size).Err() })
+}
+
+// recount sets the total to the sum of the indexed sizes.
+func (ix *index) recount(ctx context.Context) error {
+	return ix.do(ctx, func(ctx context.Context) error {
+		return recountScript.Run(ctx, ix.rdb, []string{ix.sizes, ix.total}).Err()
+	})
+}
+
+// leaseHeld reports whether some replica holds the eviction lease.
+func (ix *index) leaseHeld(ctx context.Context) bool {
+	var n int64
+	err := ix.do(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = ix.rdb.Exists(ctx, ix.key).Result()
+		return err
+	})
+	return err == nil && n == 1
 }
 
 // totalSize is the bytes the index counts.

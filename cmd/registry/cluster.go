@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	storagemiddleware "github.com/distribution/distribution/v3/registry/storage/driver/middleware"
+	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/gateway"
+	"github.com/ecr-proxy/ecr-proxy/storagedriver/redislru"
+)
+
+// redisLRUMiddleware is the storage middleware that bounds a shared cache
+// (storagedriver/redislru).
+const redisLRUMiddleware = "redislru"
+
+// Variables of the scaled-out setup (several replicas, one cache).
+const (
+	// envRedisAddr is the Redis server (host:port, or a comma-separated
+	// list for a cluster): redis.addrs.
+	envRedisAddr = "REDIS_ADDR"
+	// envRedisPassword is redis.password.
+	envRedisPassword = "REDIS_PASSWORD" //nolint:gosec // a variable's name, not a credential
+)
+
+// cluster is what several replicas share: the Redis client, and the
+// bounded cache driver once distribution has created it.
+type cluster struct {
+	rdb redis.UniversalClient // nil without a redis section
+	lru *redislru.Driver      // nil without the redislru middleware
+}
+
+// close releases the Redis connections.
+func (c *cluster) close() {
+	if c.rdb != nil {
+		_ = c.rdb.Close()
+	}
+}
+
+// readiness reports the shared cache's Redis on /readyz: degraded, not
+// failing, while it is lost.
+func (c *cluster) readiness() gateway.Option {
+	if c.rdb == nil {
+		return gateway.WithDegradedCheck("redis", nil)
+	}
+	return gateway.WithDegradedCheck("redis", func() error {
+		if c.lru == nil {
+			return nil
+		}
+		return c.lru.Health()
+	})
+}
+
+// newRedisClient is a client for distribution's redis section (the keys
+// distribution reads for its own cache), or nil when it names no server.
+func newRedisClient(cfg configuration.Redis) redis.UniversalClient {
+	o := cfg.Options
+	if len(o.Addrs) == 0 {
+		return nil
+	}
+	opts := &redis.UniversalOptions{
+		Addrs: o.Addrs, ClientName: o.ClientName, DB: o.DB, Protocol: o.Protocol, Username: o.Username, Password: o.Password,
+		SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword, MasterName: o.MasterName,
+		MaxRetries: o.MaxRetries, MinRetryBackoff: o.MinRetryBackoff, MaxRetryBackoff: o.MaxRetryBackoff,
+		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+		PoolSize: o.PoolSize, PoolTimeout: o.PoolTimeout, MinIdleConns: o.MinIdleConns, MaxIdleConns: o.MaxIdleConns,
+		ConnMaxIdleTime: o.ConnMaxIdleTime, ConnMaxLifetime: o.ConnMaxLifetime, MaxRedirects: o.MaxRedirects,
+		ReadOnly: o.ReadOnly, RouteByLatency: o.RouteByLatency, RouteRandomly: o.RouteRandomly,
+		DisableIdentity: true, // no CLIENT SETINFO: older servers and proxies refuse it
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = time.Second // a lost Redis must not stall pulls
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = -1 // the callers degrade instead of retrying
+	}
+	if cfg.TLS.Certificate != "" || len(cfg.TLS.RootCAs) > 0 {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return redis.NewUniversalClient(opts)
+}
+
+// redisLRUOptions returns the options of each redislru middleware entry.
+func redisLRUOptions(cfg *configuration.Configuration) []configuration.Parameters {
+	var out []configuration.Parameters
+	for _, m := range cfg.Middleware["storage"] {
+		if m.Name == redisLRUMiddleware && !m.Disabled {
+			if m.Options == nil {
+				m.Options = configuration.Parameters{}
+			}
+			out = append(out, m.Options)
+		}
+	}
+	return out
+}
+
+// checkCluster checks the redislru middleware's options and that Redis is
+// configured for it, and gives it a Redis key prefix of its own per
+// bucket and prefix, so that caches sharing one Redis stay apart.
+func (s *settings) checkCluster() error {
+	for i, opts := range redisLRUOptions(s.dist) {
+		if _, err := redislru.FromOptions(opts); err != nil {
+			return fmt.Errorf("middleware.storage[%d] (%s): %w", i, redisLRUMiddleware, err)
+		}
+		if len(s.dist.Redis.Options.Addrs) == 0 {
+			return fmt.Errorf("middleware.storage[%d] (%s) keeps its index in Redis: set redis.addrs (%s)", i, redisLRUMiddleware, envRedisAddr)
+		}
+		if _, ok := opts["prefix"]; !ok {
+			opts["prefix"] = "ecr-proxy"
+			if s.dist.Storage.Type() == s3Driver {
+				p, root := s.dist.Storage.Parameters(), ""
+				if v, ok := p["rootdirectory"]; ok && v != nil {
+					root = strings.Trim(fmt.Sprint(v), "/")
+				}
+				opts["prefix"] = fmt.Sprintf("ecr-proxy:s3://%v/%s", p["bucket"], root)
+			}
+		}
+	}
+	return nil
+}
+
+// applyShared maps the variables of the scaled-out setup: REDIS_* onto
+// the redis section, CACHE_S3_* onto storage.s3 (applyS3).
+func (e *seedEnv) applyShared(cfg *configuration.Configuration) error {
+	if v, ok := e.get(envRedisAddr); ok {
+		if err := e.conflict(envRedisAddr, "REGISTRY_REDIS_ADDRS"); err != nil {
+			return err
+		}
+		var addrs []string
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+		cfg.Redis.Options.Addrs = addrs
+	}
+	if v, ok := e.get(envRedisPassword); ok {
+		cfg.Redis.Options.Password = v
+	}
+	return e.applyS3(cfg)
+}
+
+// applyClusterBound maps CACHE_MAX_SIZE onto the redislru middleware of
+// a shared (s3) cache: the bound holds for the whole cluster.
+func (e *seedEnv) applyClusterBound(cfg *configuration.Configuration, size string) error {
+	if len(cfg.Redis.Options.Addrs) == 0 {
+		return fmt.Errorf("%s over the shared %s cache is a cluster-wide bound kept in Redis: set %s too (or leave %s unset: unbounded)",
+			envCacheMaxSize, cfg.Storage.Type(), envRedisAddr, envCacheMaxSize)
+	}
+	if opts := redisLRUOptions(cfg); len(opts) > 0 {
+		opts[0]["maxsize"] = size
+		return nil
+	}
+	if cfg.Middleware == nil {
+		cfg.Middleware = map[string][]configuration.Middleware{}
+	}
+	cfg.Middleware["storage"] = append(cfg.Middleware["storage"], configuration.Middleware{
+		Name: redisLRUMiddleware, Options: configuration.Parameters{"maxsize": size},
+	})
+	return nil
+}
+
+// setupCluster creates the Redis client of the configuration and
+// registers the redislru middleware with distribution (once per process).
+func setupCluster(s *settings, log logrus.FieldLogger) (*cluster, error) {
+	c := &cluster{rdb: newRedisClient(s.dist.Redis)}
+	if len(redisLRUOptions(s.dist)) == 0 {
+		return c, nil
+	}
+	err := storagemiddleware.Register(redisLRUMiddleware, func(_ context.Context, d storagedriver.StorageDriver, options map[string]any) (storagedriver.StorageDriver, error) {
+		p, err := redislru.FromOptions(options)
+		if err != nil {
+			return nil, fmt.Errorf("middleware.storage %s: %w", redisLRUMiddleware, err)
+		}
+		p.Logger = log
+		lru, err := redislru.New(d, c.rdb, p)
+		if err != nil {
+			return nil, err
+		}
+		c.lru = lru
+		return lru, nil
+	})
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("register storage middleware %s: %w", redisLRUMiddleware, err)
+	}
+	return c, nil
+}
+
+// reconcileAfterGC drops from the shared cache's Redis index the blobs a
+// garbage-collect run deleted: distribution's command deletes through the
+// bare storage driver, without the storage middleware.
+func reconcileAfterGC(ctx context.Context, cfg *configuration.Configuration) error {
+	opts := redisLRUOptions(cfg)
+	rdb := newRedisClient(cfg.Redis)
+	if len(opts) == 0 || rdb == nil {
+		return nil
+	}
+	defer rdb.Close() //nolint:errcheck // closing connections
+	s := &settings{dist: cfg}
+	if err := s.checkCluster(); err != nil { // the prefix serve uses
+		return err
+	}
+	p, err := redislru.FromOptions(opts[0])
+	if err != nil {
+		return err
+	}
+	d, err := factory.Create(ctx, cfg.Storage.Type(), cfg.Storage.Parameters())
+	if err != nil {
+		return fmt.Errorf("storage.%s: %w", cfg.Storage.Type(), err)
+	}
+	lru, err := redislru.New(d, rdb, p)
+	if err != nil {
+		return err
+	}
+	n, err := lru.Reconcile(ctx)
+	if err != nil {
+		return fmt.Errorf("update the shared cache index in Redis: %w", err)
+	}
+	if err := lru.Health(); err != nil {
+		return errors.New("update the shared cache index in Redis: " + err.Error())
+	}
+	fmt.Printf("shared cache index: %d deleted blobs dropped\n", n)
+	return nil
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
+	"github.com/ecr-proxy/ecr-proxy/internal/enginetest"
+	"github.com/ecr-proxy/ecr-proxy/internal/proxytest"
+)
+
+// End-to-end tests of several replicas sharing one cache: an S3 bucket,
+// bounded by the redislru middleware with its index in Redis.
+
+// clusterCache is an S3 cache bounded cluster-wide through Redis.
+type clusterCache struct {
+	*s3Cache
+	redis *enginetest.Redis
+	rdb   *redis.Client
+	// lruKey is the index's sorted set in Redis.
+	lruKey string
+}
+
+// newClusterCache starts S3 and Redis and writes the configuration of
+// replicas bounded to maxsize (with every use recorded, and no grace, so
+// that the order is exact).
+func newClusterCache(t *testing.T, emu *ecrtest.Emulator, maxsize string) *clusterCache {
+	t.Helper()
+	r := enginetest.StartRedis(t)
+	c := &clusterCache{redis: r, lruKey: "{ecr-proxy:s3://ecr-proxy-cache/cache}:lru"}
+	c.s3Cache = newS3Cache(t, emu, proxytest.ConfigOptions{Extra: fmt.Sprintf(`redis:
+  addrs: [%s]
+middleware:
+  storage:
+    - name: redislru
+      options:
+        maxsize: %s
+        lowwater: 0.9
+        touchinterval: 0s
+        evictgrace: 0s
+`, r.Addr(), maxsize)})
+	c.rdb = redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { _ = c.rdb.Close() })
+	return c
+}
+
+// waitIndexed waits until the index has every blob in digests.
+func (c *clusterCache) waitIndexed(t *testing.T, digests []string) {
+	t.Helper()
+	ok := pollUntil(t, func() bool {
+		for _, d := range digests {
+			if c.rdb.ZScore(t.Context(), c.lruKey, strings.Replace(d, ":", "/", 1)).Err() != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("blobs %v never entered the shared index", digests)
+	}
+}
+
+// bucketBlobBytes is the blob data in the bucket, read with
+// distribution's own s3 driver.
+func (c *clusterCache) bucketBlobBytes(t *testing.T) int64 {
+	t.Helper()
+	d, err := factory.Create(t.Context(), s3Driver, map[string]any{
+		"bucket": c.s3.Bucket, "region": "us-east-1", "regionendpoint": c.s3.Endpoint(), "rootdirectory": "/cache",
+		"forcepathstyle": true, "secure": false, "accesskey": "k", "secretkey": "s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	err = d.Walk(context.WithoutCancel(t.Context()), "/docker/registry/v2/blobs", func(fi storagedriver.FileInfo) error {
+		if !fi.IsDir() && strings.HasSuffix(fi.Path(), "/data") {
+			total += fi.Size()
+		}
+		return nil
+	})
+	if err != nil && !isPathNotFound(err) {
+		t.Fatal(err)
+	}
+	return total
+}
+
+// TestClusterBoundAcrossReplicas: three replicas pull in turn into one
+// bucket bounded to 7 MiB (three images); the bucket stays under the
+// bound, the image one replica used again survives, and the oldest
+// unused one is evicted.
+func TestClusterBoundAcrossReplicas(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	emu := ecrtest.New(t)
+	imgs := make([]pulled, 4)
+	for i := range imgs {
+		_, imgs[i] = seedImageContent(t, emu, fmt.Sprintf("team/app:%d", i), 2, mib, types.OCIManifestSchema1)
+	}
+	c := newClusterCache(t, emu, "7m")
+	ps := []*proxytest.Proxy{c.start(t), c.start(t), c.start(t)}
+
+	pull := func(p *proxytest.Proxy, i int) {
+		t.Helper()
+		mustPull(t, p, fmt.Sprintf("team/app:%d", i), imgs[i].digest)
+		c.waitIndexed(t, imgs[i].layers)
+	}
+	pull(ps[0], 0)
+	pull(ps[1], 1)
+	pull(ps[2], 2)
+	before := emu.Count(ecrtest.KindBlobGET)
+	pull(ps[1], 0) // a hit through another replica: 0 is now more recent than 1 and 2
+	if got := emu.Count(ecrtest.KindBlobGET); got != before {
+		t.Errorf("pulling image 0 again through another replica: %d ECR blob GETs, want none", got-before)
+	}
+	pull(ps[0], 3) // over the bound: evicts the least recently used, image 1
+	for _, p := range ps {
+		stop(t, p)
+	}
+	if got := c.bucketBlobBytes(t); got > 7*mib {
+		t.Errorf("bucket holds %d bytes of blob data, over the cluster-wide bound of %d", got, 7*mib)
+	}
+
+	p := c.start(t)
+	for _, tc := range []struct {
+		image   int
+		wantHit bool
+	}{{0, true}, {3, true}, {2, true}, {1, false}} {
+		before := emu.Count(ecrtest.KindBlobGET)
+		mustPull(t, p, fmt.Sprintf("team/app@%s", imgs[tc.image].digest), imgs[tc.image].digest)
+		fetched := emu.Count(ecrtest.KindBlobGET) - before
+		if tc.wantHit && fetched != 0 {
+			t.Errorf("image %d: %d ECR blob GETs, want 0 (kept in the bucket)", tc.image, fetched)
+		}
+		if !tc.wantHit && fetched < 2 {
+			t.Errorf("image %d: %d ECR blob GETs, want its 2 layers fetched again (evicted)", tc.image, fetched)
+		}
+	}
+}
+
+// TestGarbageCollectSharedCache: garbage-collect on the shared bucket
+// deletes what nothing references, and the Redis index loses those blobs
+// with it (distribution's command bypasses the storage middleware).
+func TestGarbageCollectSharedCache(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	emu := ecrtest.New(t)
+	digest := seedImage(t, emu, "team/app:1.0", 2, mib, types.OCIManifestSchema1)
+	c := newClusterCache(t, emu, "100m")
+	p := c.start(t)
+	mustPull(t, p, "team/app@"+digest, digest) // no local tag: untagged
+	stop(t, p)
+	if n := c.rdb.ZCard(t.Context(), c.lruKey).Val(); n < 3 {
+		t.Fatalf("%d blobs indexed after the pull, want the manifest, config and 2 layers", n)
+	}
+
+	cmd := exec.CommandContext(t.Context(), proxyBinary, "garbage-collect", "--delete-untagged", c.cfgPath) //nolint:gosec // the test's own binary
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "AWS_EC2_METADATA_DISABLED=true"}, hermeticEnv(t)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("garbage-collect: %v\n%s", err, out)
+	}
+	if got := c.bucketBlobBytes(t); got != 0 {
+		t.Errorf("bucket holds %d bytes of blob data after garbage-collect, want 0\n%s", got, out)
+	}
+	if n := c.rdb.ZCard(t.Context(), c.lruKey).Val(); n != 0 {
+		t.Errorf("%d blobs still indexed after garbage-collect deleted them all\n%s", n, out)
+	}
+	if total := c.rdb.Get(t.Context(), "{ecr-proxy:s3://ecr-proxy-cache/cache}:total").Val(); total != "0" {
+		t.Errorf("index total %q after garbage-collect, want 0", total)
+	}
+}
