@@ -19,7 +19,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.yaml.in/yaml/v2"
 
-	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
 	"github.com/ecr-proxy/ecr-proxy/pushthrough"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
@@ -59,6 +58,9 @@ type ecrSettings struct {
 	// Delete is "enabled" to forward DELETE of manifests and blobs to ECR;
 	// "" or "disabled" (the default) refuses them with 405.
 	Delete string `yaml:"delete"`
+	// Registries are several ECR registries, each under a repository
+	// prefix; with them, proxy.remoteurl stays unset.
+	Registries []registrySettings `yaml:"registries"`
 }
 
 // maxRenewInterval is the longest renewal interval, in the file and in
@@ -78,8 +80,11 @@ type settings struct {
 	ecr  ecrSettings
 	// server holds ecr-proxy's own keys of the http section.
 	server serverLimits
-	// region is the resolved region.
+	// region is the resolved region (of the first registry).
 	region string
+	// upstreams are the registries served: one without a prefix
+	// (proxy.remoteurl), or ecr.registries.
+	upstreams []upstreamRegistry
 	// notes are messages for the log, once it is configured.
 	notes []string
 	// warnings are logged at warning level, once the log is configured.
@@ -106,8 +111,10 @@ func configPath(args []string, lookup lookupFunc) (string, error) {
 	if p, ok := lookup("REGISTRY_CONFIGURATION_PATH"); ok && p != "" {
 		return p, nil
 	}
-	if v, ok := lookup(envECR); ok && strings.TrimSpace(v) != "" {
-		return "", nil
+	for _, k := range []string{envECR, envECRRegistries} {
+		if v, ok := lookup(k); ok && strings.TrimSpace(v) != "" {
+			return "", nil
+		}
 	}
 	return "", errors.New("no configuration: give a configuration file (or REGISTRY_CONFIGURATION_PATH), " +
 		"or set ECR and PORT to configure the proxy from the environment")
@@ -155,6 +162,12 @@ func loadSettings(path string, lookup lookupFunc) (*settings, error) {
 
 // check validates the configuration; each error names the key and value.
 func (s *settings) check(lookup lookupFunc) error {
+	if len(s.ecr.Registries) > 0 {
+		if s.dist.Proxy.RemoteURL != "" {
+			return fmt.Errorf("%w (proxy.remoteurl %q)", errRemoteURLWithRegistries, s.dist.Proxy.RemoteURL)
+		}
+		s.dist.Proxy.RemoteURL = virtualUpstream
+	}
 	p := s.dist.Proxy
 	if p.RemoteURL == "" {
 		return errors.New("proxy.remoteurl is required: the ECR registry URL, such as https://123456789012.dkr.ecr.eu-west-1.amazonaws.com")
@@ -200,13 +213,8 @@ func (s *settings) check(lookup lookupFunc) error {
 	}
 	awsRegion, _ := lookup("AWS_REGION")
 	awsDefaultRegion, _ := lookup("AWS_DEFAULT_REGION")
-	region, err := ecrauth.ChooseRegion(s.ecr.Region, awsRegion, awsDefaultRegion, p.RemoteURL)
-	if err != nil {
+	if err := s.checkRegistries(awsRegion, awsDefaultRegion); err != nil {
 		return err
-	}
-	s.region = region.Region
-	if region.Note != "" {
-		s.notes = append(s.notes, region.Note)
 	}
 	if err := s.checkS3(); err != nil {
 		return err

@@ -116,8 +116,12 @@ func (e *seedEnv) apply(s *settings, envOnly bool) error {
 			return err
 		}
 		cfg.Proxy.RemoteURL = u
-	} else if envOnly {
-		return fmt.Errorf("%s is required: the ECR registry URL, such as https://123456789012.dkr.ecr.eu-central-1.amazonaws.com", envECR)
+	} else if _, regs := e.get(envECRRegistries); envOnly && !regs {
+		return fmt.Errorf("%s is required: the ECR registry URL, such as https://123456789012.dkr.ecr.eu-central-1.amazonaws.com (or %s for several registries)", envECR, envECRRegistries)
+	}
+
+	if err := e.applyRegistriesEnv(s); err != nil {
+		return err
 	}
 
 	if v, ok := e.get(envPort); ok {
