@@ -38,9 +38,11 @@ type handler struct {
 	upstream *Upstream
 	probe    ProbeFunc
 	degraded []componentCheck // reported on /readyz without failing it
-	log      logrus.FieldLogger
-	push     *pushthrough.Passthrough // writes go to ECR
-	served   func(kind string, hit bool, bytes int64)
+	// registriesProbe is WithRegistriesProbe's, for several registries.
+	registriesProbe RegistriesProbeFunc
+	log             logrus.FieldLogger
+	push            *pushthrough.Passthrough // writes go to ECR
+	served          func(kind string, hit bool, bytes int64)
 
 	files         BlobFiles // blob hits served from their files (blobfiles.go)
 	tagHeads      bool      // HEADs by tag answered from ECR's HEAD and the cache (taghead.go)

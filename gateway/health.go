@@ -47,6 +47,19 @@ func WithDegradedCheck(name string, check func() error) Option {
 	}
 }
 
+// RegistriesProbeFunc checks several upstream registries at once and
+// returns each one's outcome by name: nil when it answers.
+type RegistriesProbeFunc func(ctx context.Context) map[string]error
+
+// WithRegistriesProbe sets the check behind ReadinessPath for several
+// registries, in place of WithReadinessProbe: the answer has one entry
+// per registry under "registries" ("reachable" or "unreachable"). Some
+// unreachable is status "degraded" with 200, since the others' prefixes
+// and the cache are served; all unreachable is 503, as for one registry.
+func WithRegistriesProbe(p RegistriesProbeFunc) Option {
+	return func(h *handler) { h.registriesProbe = p }
+}
+
 // readinessTimeout bounds one probe of the upstream; uploadsReadyTimeout
 // how long the upload sessions may stay locked before the upload path
 // counts as wedged (their lock is never held across I/O).
@@ -60,7 +73,10 @@ func (h *handler) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 	case LivenessPath:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	case ReadinessPath:
-		status, body := http.StatusOK, map[string]string{"status": "ok", "ecr": "reachable"}
+		status, body := http.StatusOK, map[string]any{"status": "ok", "ecr": "reachable"}
+		if h.registriesProbe != nil {
+			status = h.probeRegistries(r.Context(), body)
+		}
 		if h.probe != nil {
 			ctx, cancel := context.WithTimeout(r.Context(), readinessTimeout)
 			defer cancel()
@@ -92,6 +108,35 @@ func (h *handler) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// probeRegistries fills body's registries entry and its status and ecr
+// entries from the registries probe, and returns the status code.
+func (h *handler) probeRegistries(ctx context.Context, body map[string]any) int {
+	ctx, cancel := context.WithTimeout(ctx, readinessTimeout)
+	defer cancel()
+	results := h.registriesProbe(ctx)
+	entries := make(map[string]string, len(results))
+	down := 0
+	for name, err := range results {
+		entries[name] = "reachable"
+		if err != nil {
+			down++
+			entries[name] = "unreachable"
+			h.log.WithError(redact.Error(err)).WithField("registry", name).Warn("readiness: ECR registry unreachable")
+		}
+	}
+	body["registries"] = entries
+	switch {
+	case down == 0:
+		return http.StatusOK
+	case down < len(results):
+		body["status"], body["ecr"] = "degraded", "partly reachable"
+		return http.StatusOK
+	default:
+		body["status"], body["ecr"] = "degraded", "unreachable"
+		return http.StatusServiceUnavailable
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -547,8 +547,12 @@ func (s *settings) startupFields() logrus.Fields {
 	if s.dist.HTTP.TLS.Certificate != "" || len(s.dist.HTTP.TLS.LetsEncrypt.Hosts) > 0 {
 		tls = "on"
 	}
+	upstream, region := s.dist.Proxy.RemoteURL, s.region
+	if len(s.ecr.Registries) > 0 {
+		upstream, region = s.registriesSummary()
+	}
 	return logrus.Fields{
-		"upstream": s.dist.Proxy.RemoteURL, "region": s.region, "listen": s.dist.HTTP.Addr, "tls": tls,
+		"upstream": upstream, "region": region, "listen": s.dist.HTTP.Addr, "tls": tls,
 		"cache": cache, "cache_max": bound, "auth": auth, "push": s.push, "delete": deletes, "metrics": metrics,
 	}
 }

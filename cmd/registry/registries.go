@@ -200,3 +200,14 @@ func (e *seedEnv) applyRegistriesEnv(s *settings) error {
 // errRemoteURLWithRegistries: both forms of upstream configured.
 var errRemoteURLWithRegistries = errors.New("proxy.remoteurl and ecr.registries are both set: proxy.remoteurl is one registry without a prefix, " +
 	"which would overlap every prefix; keep one")
+
+// registriesSummary lists the registries for the start-up log:
+// "prefix/=url" and "prefix/=region", space-separated.
+func (s *settings) registriesSummary() (upstreams, regions string) {
+	var u, r []string
+	for _, up := range s.upstreams {
+		u = append(u, up.prefix+"/="+up.url)
+		r = append(r, up.prefix+"/="+up.region)
+	}
+	return strings.Join(u, " "), strings.Join(r, " ")
+}

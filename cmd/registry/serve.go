@@ -13,7 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
@@ -107,8 +106,7 @@ func serve(ctx context.Context, s *settings) error {
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	go logIdentity(runCtx, log, up.awsCfg)
-	go func() { _ = up.tokens.Run(runCtx) }()
+	up.registries.run(runCtx, log)
 	startDebugServer(s.dist, s.pprof, log)
 
 	deadline, err := runServer(ctx, s.dist, s.server, *handler, log)
@@ -137,15 +135,15 @@ func prepareProcess(s *settings) error {
 	return nil
 }
 
-// upstreamSide is what talks to AWS and ECR: the AWS configuration, the
-// token source, the upstream tracker and the transport every upstream
-// request goes through.
+// upstreamSide is what talks to AWS and ECR: each registry's token
+// source and Transport, the upstream tracker and the transport every
+// upstream request goes through (the one registry's Transport, or an
+// auth.Router over several).
 type upstreamSide struct {
-	awsCfg    aws.Config
-	mets      *ecrmetrics.Metrics
-	tokens    *ecrauth.TokenSource
-	upstream  *gateway.Upstream
-	transport *ecrauth.Transport
+	mets       *ecrmetrics.Metrics
+	registries *upstreamSet
+	upstream   *gateway.Upstream
+	transport  http.RoundTripper
 }
 
 // newUpstreamSide builds the upstream side and installs its transport as
@@ -161,25 +159,19 @@ func newUpstreamSide(ctx context.Context, s *settings) (*upstreamSide, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := ecrauth.NewTokenSource(ecr.NewFromConfig(awsCfg),
-		ecrauth.WithRenewInterval(s.ecr.RenewInterval),
-		ecrauth.WithMintObserver(mets.ObserveMint),
-		ecrauth.WithLogger(logrus.StandardLogger().WithField("component", "ecr-token")))
-	if err != nil {
-		return nil, err
-	}
+	// One token source and Transport per registry; with prefixes, an
+	// auth.Router over them is the one upstream of everything below.
 	upstream := gateway.NewUpstream()
-	transport, err := ecrauth.NewTransport(s.dist.Proxy.RemoteURL, tokens,
-		ecrauth.WithBase(gateway.UpstreamTimer(mets.InstrumentTransport(upstreamTransport(s.ecr.Resolver)))),
-		ecrauth.WithRoundTripObserver(upstream.Observe))
+	registries, err := newUpstreams(s, awsCfg, mets, upstream)
 	if err != nil {
 		return nil, err
 	}
+	transport := registries.rt
 	// distribution's proxy reads http.DefaultTransport for every upstream
 	// request: this is where ECR tokens enter it, and where the manifests
 	// it fetches are bounded and checked against their digests.
 	http.DefaultTransport = gateway.GuardManifests(transport)
-	return &upstreamSide{awsCfg: awsCfg, mets: mets, tokens: tokens, upstream: upstream, transport: transport}, nil
+	return &upstreamSide{mets: mets, registries: registries, upstream: upstream, transport: transport}, nil
 }
 
 // localSide is what reads and writes the cache: the pullthrough, the push
@@ -242,7 +234,7 @@ func registerGateway(s *settings, up *upstreamSide, loc *localSide) *http.Handle
 		opts := []gateway.Option{
 			gateway.WithUpstream(up.upstream),
 			gateway.WithServedObserver(up.mets.ObserveServed),
-			gateway.WithReadinessProbe(pingProbe(s.dist.Proxy.RemoteURL, up.transport)),
+			up.registries.readiness(s.dist.Proxy.RemoteURL),
 			loc.shared.readiness(),
 			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")),
 		}
@@ -261,6 +253,7 @@ func registerGateway(s *settings, up *upstreamSide, loc *localSide) *http.Handle
 		if !s.deleteEnabled {
 			handler = refuseDeletes(handler, s.dist.HTTP.Prefix)
 		}
+		handler = refuseUnknownPrefixes(handler, up.registries.router, s.dist.HTTP.Prefix)
 		return handler
 	})
 	return &handler

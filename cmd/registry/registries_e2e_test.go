@@ -1,0 +1,276 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
+	"github.com/ecr-proxy/ecr-proxy/internal/proxytest"
+)
+
+// The second registry of the multi-registry tests: another account, in
+// another region, reachable only through a role with an external ID.
+const (
+	prodAccount    = "210987654321"
+	prodRegion     = "us-east-1"
+	prodRole       = "arn:aws:iam::" + prodAccount + ":role/ecr-proxy-pull"
+	prodExternalID = "ext-7"
+)
+
+// twoRegistries is a proxy serving "shared/" from registry a (the static
+// key's account, eu-west-1) and "prod/" from registry b (another
+// account, us-east-1, through prodRole), with one AWS API endpoint for
+// both, as the SDK has.
+type twoRegistries struct {
+	a, b  *ecrtest.Emulator
+	proxy *proxytest.Proxy
+}
+
+func startTwoRegistries(t *testing.T) *twoRegistries {
+	t.Helper()
+	a := ecrtest.New(t)
+	b := ecrtest.New(t, ecrtest.WithRegion(prodRegion), ecrtest.WithAccountID(prodAccount),
+		ecrtest.WithAssumedRoleOnly(prodRole, prodExternalID))
+	front := ecrtest.NewAPIFront(t, a, b)
+	cfg, err := proxytest.WriteConfig(t.TempDir(), proxytest.ConfigOptions{
+		RootDirectory: t.TempDir(),
+		ECRExtra: []string{
+			"registries:",
+			"  - prefix: shared",
+			"    url: " + a.RegistryURL(),
+			"    region: " + a.Region(),
+			"  - prefix: prod",
+			"    url: " + b.RegistryURL(),
+			"    region: " + b.Region(),
+			"    role: " + prodRole,
+			"    externalid: " + prodExternalID,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range front.Env() {
+		if !strings.HasPrefix(kv, "ECR=") {
+			env = append(env, kv)
+		}
+	}
+	p, err := startProcess(t, []string{"serve", cfg}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Settled: both registries' first tokens and identity lookups.
+	if _, err := p.WaitForLines(t.Context(), 2, func(l string) bool { return strings.Contains(l, "minted ECR token") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitForLines(t.Context(), 2, func(l string) bool {
+		return strings.Contains(l, "AWS identity") || strings.Contains(l, "could not determine the AWS identity")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &twoRegistries{a: a, b: b, proxy: p}
+}
+
+// TestRegistriesPullAndPushThroughEachPrefix: each prefix pulls its own
+// registry's images with its own token, a tag of one registry is never
+// served under the other's prefix, and a push goes to its prefix's
+// registry. Each registry's identity is logged, b's the assumed role.
+func TestRegistriesPullAndPushThroughEachPrefix(t *testing.T) {
+	r := startTwoRegistries(t)
+	digA := seedImage(t, r.a, "base/alpine:1", 2, 4<<10, types.OCIManifestSchema1)
+	digB := seedImage(t, r.b, "app:1", 2, 4<<10, types.OCIManifestSchema1)
+
+	mustPull(t, r.proxy, "shared/base/alpine:1", digA)
+	mustPull(t, r.proxy, "prod/app:1", digB)
+	if _, err := pullImage(t.Context(), r.proxy, "prod/base/alpine:1"); err == nil {
+		t.Error("prod/base/alpine:1 pulled, but registry b has no base/alpine")
+	}
+	if _, err := pullImage(t.Context(), r.proxy, "shared/app:1"); err == nil {
+		t.Error("shared/app:1 pulled, but registry a has no app")
+	}
+
+	img, err := ecrtest.RandomImage(1, 2<<10, types.OCIManifestSchema1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(r.proxy.Addr+"/prod/pushed:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithContext(t.Context())); err != nil {
+		t.Fatalf("push prod/pushed:1: %v", err)
+	}
+	if n := r.b.Count(ecrtest.KindManifestPUT); n != 1 {
+		t.Errorf("registry b got %d manifest PUTs, want 1", n)
+	}
+	if n := r.a.Count(ecrtest.KindManifestPUT); n != 0 {
+		t.Errorf("registry a got %d manifest PUTs, want 0", n)
+	}
+	want, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := headManifest(t, r.b, "pushed", "1"); got != want.String() {
+		t.Errorf("registry b has pushed:1 at %q, want %s", got, want)
+	}
+
+	ids := r.proxy.Logs()
+	if !strings.Contains(ids, "assumed-role/ecr-proxy-pull/") || !strings.Contains(ids, "registry=prod") {
+		t.Errorf("no identity line for registry prod with the assumed role in:\n%s", ids)
+	}
+}
+
+// headManifest asks emulator e directly for name:tag's digest.
+func headManifest(t *testing.T, e *ecrtest.Emulator, repo, tag string) string {
+	t.Helper()
+	user, pw, err := e.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodHead, e.RegistryURL()+"/v2/"+repo+"/manifests/"+tag, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(user, pw)
+	req.Header.Set("Accept", string(types.OCIManifestSchema1))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.Header.Get("Docker-Content-Digest")
+}
+
+// TestRegistriesOneDownOrRefusingLeavesTheOtherAlone: with registry a
+// down, prefix prod still pulls cold content and /readyz reports each
+// registry; with a refusing every token, prod still pulls and b mints
+// no more tokens.
+func TestRegistriesOneDownOrRefusingLeavesTheOtherAlone(t *testing.T) {
+	r := startTwoRegistries(t)
+	digA := seedImage(t, r.a, "base/alpine:1", 1, 4<<10, types.OCIManifestSchema1)
+	digB := seedImage(t, r.b, "app:1", 1, 4<<10, types.OCIManifestSchema1)
+	digB2 := seedImage(t, r.b, "app:2", 1, 4<<10, types.OCIManifestSchema1)
+
+	if err := r.a.Down(); err != nil {
+		t.Fatal(err)
+	}
+	mustPull(t, r.proxy, "prod/app:1", digB)
+	status, body := readyz(t, r.proxy)
+	if status != http.StatusOK || body.Registries["shared"] != "unreachable" || body.Registries["prod"] != "reachable" || body.Status != "degraded" {
+		t.Errorf("/readyz with shared down: %d %+v; want 200, degraded, shared unreachable, prod reachable", status, body)
+	}
+	if code := getStatus(t, r.proxy, "/v2/shared/base/alpine/manifests/1"); code != http.StatusServiceUnavailable {
+		t.Errorf("shared/base/alpine:1 cold with registry a down: %d, want 503", code)
+	}
+	if err := r.a.Up(); err != nil {
+		t.Fatal(err)
+	}
+
+	mintsB := r.b.Count(ecrtest.KindTokenMint)
+	r.a.RefuseTokens(http.StatusUnauthorized)
+	if code := getStatus(t, r.proxy, "/v2/shared/base/alpine/manifests/1"); code < 400 {
+		t.Errorf("shared/base/alpine:1 cold while registry a refuses every token: %d, want an error", code)
+	}
+	mustPull(t, r.proxy, "prod/app:2", digB2)
+	if n := r.b.Count(ecrtest.KindTokenMint); n != mintsB {
+		t.Errorf("registry b minted %d tokens while a refused its tokens, want none", n-mintsB)
+	}
+	r.a.RefuseTokens(0)
+	mustPull(t, r.proxy, "shared/base/alpine:1", digA)
+}
+
+// getStatus is the status code of a GET of path from the proxy.
+func getStatus(t *testing.T, p *proxytest.Proxy, path string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.URL()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", string(types.OCIManifestSchema1))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+type readiness struct {
+	Status     string
+	ECR        string
+	Registries map[string]string
+}
+
+func readyz(t *testing.T, p *proxytest.Proxy) (int, readiness) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.URL()+"/readyz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body readiness
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+// TestRegistriesUnknownPrefixAndOverlaps: a name under no prefix is 404
+// NAME_UNKNOWN listing the prefixes, and reaches no registry;
+// overlapping prefixes stop the start, naming both.
+func TestRegistriesUnknownPrefixAndOverlaps(t *testing.T) {
+	r := startTwoRegistries(t)
+	r.a.ResetCounts()
+	r.b.ResetCounts()
+	for _, path := range []string{"/v2/other/app/manifests/1", "/v2/prod/blobs/uploads/", "/v2/sharedx/a/tags/list"} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, r.proxy.URL()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Errors []struct{ Code, Message string }
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusNotFound || len(body.Errors) != 1 || body.Errors[0].Code != "NAME_UNKNOWN" ||
+			!strings.Contains(body.Errors[0].Message, "shared/, prod/") {
+			t.Errorf("GET %s: %d %+v (%v); want 404 NAME_UNKNOWN listing shared/ and prod/", path, resp.StatusCode, body, err)
+		}
+	}
+	if n := len(r.a.Counts()) + len(r.b.Counts()); n != 0 {
+		t.Errorf("requests reached the registries: a %v, b %v", r.a.Counts(), r.b.Counts())
+	}
+
+	cfg, err := proxytest.WriteConfig(t.TempDir(), proxytest.ConfigOptions{
+		RootDirectory: t.TempDir(),
+		ECRExtra: []string{
+			"registries:",
+			"  - {prefix: team, url: " + r.a.RegistryURL() + ", region: eu-west-1}",
+			"  - {prefix: team/prod, url: " + r.b.RegistryURL() + ", region: us-east-1}",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), proxyBinary, "serve", cfg)
+	cmd.Env = hermeticEnv(t)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `"team" and "team/prod"`) || !strings.Contains(string(out), "ecr.registries[].prefix") {
+		t.Errorf("overlapping prefixes: %v, output %s; want a refusal naming the key and both prefixes", err, out)
+	}
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/sirupsen/logrus"
+
+	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
+	"github.com/ecr-proxy/ecr-proxy/gateway"
+	ecrmetrics "github.com/ecr-proxy/ecr-proxy/metrics"
+)
+
+// roleSessionName names the proxy's sessions of a registry's role in
+// CloudTrail.
+const roleSessionName = "ecr-proxy"
+
+// upstreamSet is what the proxy sends upstream requests through: one
+// Transport per registry, each with its own token source, and the
+// RoundTripper the rest of the proxy uses: the one registry's Transport,
+// or an auth.Router over all of them.
+type upstreamSet struct {
+	// rt is the RoundTripper for s.dist.Proxy.RemoteURL.
+	rt http.RoundTripper
+	// router is nil with one registry without a prefix.
+	router *ecrauth.Router
+	// registries, in the configuration's order.
+	registries []upstreamClient
+}
+
+// upstreamClient is one registry's token source and AWS configuration.
+type upstreamClient struct {
+	reg    upstreamRegistry
+	tokens *ecrauth.TokenSource
+	aws    aws.Config
+	log    logrus.FieldLogger
+}
+
+// newUpstreams builds a token source and a Transport for every registry
+// of s, the Router over them when they have prefixes, and installs no
+// global state. base is the AWS configuration of the default credential
+// chain; a registry with a role assumes it from there.
+func newUpstreams(s *settings, base aws.Config, mets *ecrmetrics.Metrics, upstream *gateway.Upstream) (*upstreamSet, error) {
+	set := &upstreamSet{}
+	routes := make([]ecrauth.Route, 0, len(s.upstreams))
+	for _, reg := range s.upstreams {
+		log := logrus.StandardLogger().WithField("component", "ecr-token")
+		if reg.prefix != "" {
+			log = log.WithField("registry", reg.label())
+		}
+		cfg := registryAWSConfig(base, reg)
+		tokens, err := ecrauth.NewTokenSource(ecr.NewFromConfig(cfg),
+			ecrauth.WithRenewInterval(reg.renew),
+			ecrauth.WithMintObserver(mets.ObserveMint),
+			ecrauth.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		tr, err := ecrauth.NewTransport(reg.url, tokens,
+			ecrauth.WithBase(gateway.UpstreamTimer(mets.InstrumentTransport(upstreamTransport(s.ecr.Resolver)))),
+			ecrauth.WithRoundTripObserver(upstream.Observe))
+		if err != nil {
+			return nil, err
+		}
+		set.registries = append(set.registries, upstreamClient{reg: reg, tokens: tokens, aws: cfg, log: log})
+		routes = append(routes, ecrauth.Route{Prefix: reg.prefix, URL: reg.url, Transport: tr})
+		set.rt = tr
+	}
+	if len(routes) == 1 && routes[0].Prefix == "" {
+		return set, nil
+	}
+	router, err := ecrauth.NewRouter(s.dist.Proxy.RemoteURL, routes)
+	if err != nil {
+		return nil, fmt.Errorf("ecr.registries: %w", err)
+	}
+	set.rt, set.router = router, router
+	return set, nil
+}
+
+// registryAWSConfig is base in the registry's region, with the
+// registry's role assumed (from base's credentials) when it has one.
+func registryAWSConfig(base aws.Config, reg upstreamRegistry) aws.Config {
+	cfg := base.Copy()
+	cfg.Region = reg.region
+	if reg.role == "" {
+		return cfg
+	}
+	stsCfg := base.Copy()
+	stsCfg.Region = reg.region
+	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(stsCfg), reg.role, func(o *stscreds.AssumeRoleOptions) {
+		o.RoleSessionName = roleSessionName
+		if reg.externalID != "" {
+			o.ExternalID = aws.String(reg.externalID)
+		}
+	})
+	cfg.Credentials = aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
+		o.ExpiryWindow = 5 * time.Minute // as loadAWSConfig's
+		o.ExpiryWindowJitterFrac = 0.5
+	})
+	return cfg
+}
+
+// run renews every registry's token and logs the identity each uses,
+// until ctx ends.
+func (set *upstreamSet) run(ctx context.Context, log logrus.FieldLogger) {
+	for _, c := range set.registries {
+		l := log
+		if c.reg.prefix != "" {
+			l = log.WithFields(logrus.Fields{"registry": c.reg.label(), "url": c.reg.url, "region": c.reg.region})
+		}
+		go logIdentity(ctx, l, c.aws)
+		go func() { _ = c.tokens.Run(ctx) }()
+	}
+}
+
+// readiness is the gateway's readiness check: the one registry's API
+// version check, or every registry's, one entry each.
+func (set *upstreamSet) readiness(remoteURL string) gateway.Option {
+	if set.router == nil {
+		return gateway.WithReadinessProbe(pingProbe(remoteURL, set.rt))
+	}
+	return gateway.WithRegistriesProbe(set.router.PingEach)
+}
+
+// refuseUnknownPrefixes answers a repository request whose name is under
+// no registry prefix with 404 NAME_UNKNOWN listing the prefixes, before
+// distribution (whose proxy would turn the router's answer into a
+// misleading MANIFEST_UNKNOWN or BLOB_UNKNOWN) or the push passthrough
+// sees it. Without a router it is next.
+func refuseUnknownPrefixes(next http.Handler, router *ecrauth.Router, httpPrefix string) http.Handler {
+	if router == nil {
+		return next
+	}
+	httpPrefix = strings.TrimSuffix(httpPrefix, "/")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := strings.CutPrefix(r.URL.Path, httpPrefix)
+		if name, _, api := ecrauth.SplitAPIPath(p); ok && api {
+			if _, _, known := router.Match(name); !known {
+				w.Header().Set("Content-Type", "application/json; charset=utf-8")
+				w.WriteHeader(http.StatusNotFound)
+				_ = json.NewEncoder(w).Encode(map[string][]map[string]string{
+					"errors": {{"code": "NAME_UNKNOWN", "message": router.UnknownNameMessage(name)}},
+				})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
