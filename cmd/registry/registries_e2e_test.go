@@ -127,6 +127,11 @@ func TestRegistriesPullAndPushThroughEachPrefix(t *testing.T) {
 	}
 }
 
+// oneShot sends each request on a new connection: no idle connection
+// to a proxy of this test is left in a pool for a later test's proxy,
+// which may listen on the same port, to inherit.
+var oneShot = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 // headManifest asks emulator e directly for name:tag's digest.
 func headManifest(t *testing.T, e *ecrtest.Emulator, repo, tag string) string {
 	t.Helper()
@@ -140,7 +145,7 @@ func headManifest(t *testing.T, e *ecrtest.Emulator, repo, tag string) string {
 	}
 	req.SetBasicAuth(user, pw)
 	req.Header.Set("Accept", string(types.OCIManifestSchema1))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := oneShot.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +199,7 @@ func getStatus(t *testing.T, p *proxytest.Proxy, path string) int {
 		t.Fatal(err)
 	}
 	req.Header.Set("Accept", string(types.OCIManifestSchema1))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := oneShot.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +219,7 @@ func readyz(t *testing.T, p *proxytest.Proxy) (int, readiness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := oneShot.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +243,7 @@ func TestRegistriesUnknownPrefixAndOverlaps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := oneShot.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
