@@ -49,6 +49,7 @@ func run() error {
 	pageSize := flag.Int("tags-page-size", ecrtest.DefaultTagsPageSize, "tags/list page size when the client sends no n")
 	mounting := flag.Bool("blob-mounting", false, "allow cross-repository blob mounting")
 	headRedirect := flag.Bool("head-redirect", false, "answer blob HEAD with 307 like GET")
+	sha512 := flag.Bool("sha512", false, "support sha512 digests (upload completion, manifests by digest), as the OCI conformance suite's registry does; ECR stores sha256 only")
 	level := flag.String("log-level", "info", "log level (debug, info, warn, error)")
 	flag.Var(&seeds, "seed", "seed a small demo image at repo:tag (repeatable)")
 	envFile := flag.String("env-file", "", "also write the export lines to this file, once the emulator is ready")
@@ -65,6 +66,7 @@ func run() error {
 		ecrtest.WithRegistryAddr(*registryAddr), ecrtest.WithAPIAddr(*apiAddr), ecrtest.WithS3Addr(*s3Addr),
 		ecrtest.WithRegion(*region), ecrtest.WithAccountID(*account), ecrtest.WithTokenLifetime(*lifetime),
 		ecrtest.WithTagsPageSize(*pageSize), ecrtest.WithBlobMounting(*mounting), ecrtest.WithHEADRedirect(*headRedirect),
+		ecrtest.WithSHA512(*sha512),
 		ecrtest.WithLogger(logrus.StandardLogger()),
 	)
 	if err != nil {

@@ -17,7 +17,11 @@ import (
 // registration is process-global) and no health checks (global registry).
 // handlers.NewApp panics on bad configuration; the configuration here is
 // fixed, but the panic is turned into an error all the same.
-func newRegistryApp(ctx context.Context, dir string) (app *handlers.App, err error) {
+//
+// With otherDigests (WithSHA512), an index's children are not checked:
+// children put by a sha512 digest are stored under their sha256, which is
+// all distribution can look a manifest up by.
+func newRegistryApp(ctx context.Context, dir string, otherDigests bool) (app *handlers.App, err error) {
 	secret, err := randomHex(32)
 	if err != nil {
 		return nil, err
@@ -35,6 +39,9 @@ func newRegistryApp(ctx context.Context, dir string) (app *handlers.App, err err
 	// ECR accepts non-distributable (foreign) layers; distribution refuses
 	// their URLs unless allowed.
 	cfg.Validation.Manifests.URLs.Allow = []string{`^https?://`}
+	if otherDigests {
+		cfg.Validation.Manifests.Indexes.Platforms = "none"
+	}
 	cfg.Catalog.MaxEntries = 1000
 	cfg.Tags.MaxTags = 1000
 	cfg.Log.AccessLog.Disabled = true

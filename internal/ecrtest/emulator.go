@@ -60,6 +60,10 @@ type Emulator struct {
 	s3Break         S3Break // BreakS3
 	chunkBlobs      bool    // ChunkBlobs
 	closing         chan struct{}
+
+	// digestAliases (WithSHA512): repository@digest -> the manifest's
+	// sha256 digest, for manifests put by another digest.
+	digestAliases sync.Map
 }
 
 var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
@@ -101,7 +105,7 @@ func Start(opts ...Option) (*Emulator, error) {
 		return nil, fmt.Errorf("registry storage: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	app, err := newRegistryApp(ctx, e.storageDir)
+	app, err := newRegistryApp(ctx, e.storageDir, cfg.sha512)
 	if err != nil {
 		cancel()
 		_ = os.RemoveAll(e.storageDir)

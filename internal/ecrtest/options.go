@@ -45,6 +45,7 @@ type config struct {
 	logger              logrus.FieldLogger
 	roleOnly            string // WithAssumedRoleOnly
 	roleExternalID      string
+	sha512              bool // WithSHA512
 }
 
 func newConfig(opts []Option) config {
@@ -144,3 +145,12 @@ func WithManifestDigestOnGET(enabled bool) Option {
 
 // WithLogger sets the logger of the emulator's own messages (default: discard).
 func WithLogger(l logrus.FieldLogger) Option { return func(c *config) { c.logger = l } }
+
+// WithSHA512 makes the registry support digests other than sha256
+// (sha512, sha384), as a registry the OCI conformance suite tests with
+// sha512 content does: an upload completed or a blob mounted by such a
+// digest is answered with it (Docker-Content-Digest and Location), and a
+// manifest can be put and read by it. ECR, like the default emulator,
+// stores sha256 only: an upload by sha512 is answered with its sha256
+// digest and a manifest PUT by a sha512 digest is refused. See sha512.go.
+func WithSHA512(enabled bool) Option { return func(c *config) { c.sha512 = enabled } }

@@ -33,6 +33,11 @@ func (e *Emulator) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Header.Del("Authorization") // the backing registry has no auth
+	// Digests other than sha256, with WithSHA512 (sha512.go).
+	w, r, done := e.otherDigests(w, r, rt)
+	if done {
+		return
+	}
 
 	switch rt.kind {
 	case KindBlobGET:
