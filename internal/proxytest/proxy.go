@@ -45,6 +45,12 @@ type Config struct {
 	Env []string
 	// StartTimeout bounds the wait for "listening on"; default 60s.
 	StartTimeout time.Duration
+	// Launcher, when set, runs the proxy: the command is Launcher
+	// followed by Binary and Args, such as
+	//   unshare -m sh -c 'mount -t tmpfs -o size=4m tmpfs "$0" && exec "$@"' DIR
+	// to give the proxy a small filesystem of its own. The launcher must
+	// exec the proxy (keep its process id) and pass signals on.
+	Launcher []string
 }
 
 // Proxy is a running proxy process.
@@ -71,7 +77,8 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = time.Minute
 	}
-	cmd := exec.Command(cfg.Binary, cfg.Args...) //nolint:gosec // the test's own binary
+	argv := append(append(append([]string(nil), cfg.Launcher...), cfg.Binary), cfg.Args...)
+	cmd := exec.Command(argv[0], argv[1:]...) //nolint:gosec // the test's own binary, or its launcher
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, cfg.Env...)
 	logs := &logBuffer{lines: make(chan string, 1024)}
 	cmd.Stdout, cmd.Stderr = logs, logs
