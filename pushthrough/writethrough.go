@@ -393,13 +393,20 @@ func (wt *WriteThrough) putManifest(ctx context.Context, repo, ref, contentType 
 		return
 	}
 	log := wt.log.WithFields(logrus.Fields{"repository": repo, "reference": ref})
+	// d names the manifest in the local store (sha256); named is the
+	// digest the client and ECR name it by, the reference's algorithm
+	// when it is a digest (sha512 too).
 	d := digest.FromBytes(payload)
-	if want, err := digest.Parse(ref); err == nil && want != d {
-		log.Warnf("write-through: manifest digest %s does not match the reference; not cached", d)
-		return
+	named := d
+	if want, err := digest.Parse(ref); err == nil {
+		if !want.Algorithm().Available() || want.Algorithm().FromBytes(payload) != want {
+			log.Warnf("write-through: manifest digest %s does not match the reference; not cached", d)
+			return
+		}
+		named = want
 	}
-	if ecrDigest != "" && ecrDigest != d.String() {
-		log.Warnf("write-through: ECR reports digest %s for manifest %s; not cached", ecrDigest, d)
+	if ecrDigest != "" && ecrDigest != named.String() {
+		log.Warnf("write-through: ECR reports digest %s for manifest %s; not cached", ecrDigest, named)
 		return
 	}
 	m, desc, err := distribution.UnmarshalManifest(contentType, payload)
