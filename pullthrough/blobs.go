@@ -55,9 +55,10 @@ func (b *blobStore) Stat(ctx context.Context, dgst digest.Digest) (v1.Descriptor
 	if desc, ok := b.p.inFlight(b.name, dgst); ok {
 		return desc, nil
 	}
-	if requestMethod(ctx) == http.MethodGet {
+	if _, elsewhere := b.owner(ctx, dgst); requestMethod(ctx) == http.MethodGet && !elsewhere {
 		// distribution stats before it serves: a GET's download starts
 		// now and answers the Stat, instead of a HEAD to ECR first.
+		// (One that another replica downloads is forwarded there.)
 		return b.startDownload(ctx, local, dgst)
 	}
 	desc, err = b.p.stat(ctx, b.name, dgst)
@@ -145,6 +146,9 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	if err := b.p.failure(requestID(ctx)); err != nil {
 		return clientError(err, dgst) // the download this request's Stat started
+	}
+	if handled, err := b.forward(ctx, w, r, dgst); handled {
+		return err
 	}
 	desc, ok := b.p.inFlight(b.name, dgst)
 	if !ok {

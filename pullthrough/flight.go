@@ -230,6 +230,7 @@ func (p *Puller) fetch(ctx context.Context, f *flight, local distribution.BlobSt
 		log.WithError(redact.Error(err)).Warn("blob download from upstream failed; nothing cached")
 		f.update(func() { f.done, f.err = true, err })
 	}
+	p.release(f)
 	p.mu.Lock()
 	if p.flights[f.key] == f { // a later download may have taken its place (join)
 		delete(p.flights, f.key)
@@ -320,6 +321,7 @@ func (p *Puller) download(ctx context.Context, f *flight, local distribution.Blo
 			written += int64(n)
 			idle.Reset(p.idleTimeout)
 			f.update(func() { f.written = written })
+			p.renew(f)
 		}
 		if errors.Is(rerr, io.EOF) {
 			break

@@ -60,6 +60,7 @@ type Puller struct {
 	observer      Observer
 	now           func() time.Time // the tag window's and the HEAD cache's clock
 	relayWindow   int              // memory of an uncached download (relay.go)
+	coord         Coordinator      // the cluster's download owners (coordinator.go), or nil
 
 	mu      sync.Mutex
 	local   distribution.Namespace

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
+	ecrcluster "github.com/ecr-proxy/ecr-proxy/cluster"
 	"github.com/ecr-proxy/ecr-proxy/gateway"
+	"github.com/ecr-proxy/ecr-proxy/pullthrough"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/redislru"
 )
 
@@ -28,6 +31,9 @@ const (
 	// envRedisAddr is the Redis server (host:port, or a comma-separated
 	// list for a cluster): redis.addrs.
 	envRedisAddr = "REDIS_ADDR"
+	// envAdvertiseURL is ecr.advertise: the URL the other replicas reach
+	// this one at (http://$(POD_IP):5000).
+	envAdvertiseURL = "ADVERTISE_URL"
 	// envRedisPassword is redis.password.
 	envRedisPassword = "REDIS_PASSWORD" //nolint:gosec // a variable's name, not a credential
 )
@@ -35,8 +41,41 @@ const (
 // cluster is what several replicas share: the Redis client, and the
 // bounded cache driver once distribution has created it.
 type cluster struct {
-	rdb redis.UniversalClient // nil without a redis section
-	lru *redislru.Driver      // nil without the redislru middleware
+	rdb   redis.UniversalClient   // nil without a redis section
+	lru   *redislru.Driver        // nil without the redislru middleware
+	coord *ecrcluster.Coordinator // nil unless the cache is shared
+}
+
+// pullOptions are the pullthrough's options of the cluster: its
+// downloads are shared with the other replicas.
+func (c *cluster) pullOptions() []pullthrough.Option {
+	if c.coord == nil {
+		return nil
+	}
+	return []pullthrough.Option{pullthrough.WithCoordinator(c.coord)}
+}
+
+// sharedCache reports whether the cache is one several replicas can
+// share (not a local directory or memory).
+func sharedCache(s *settings) bool {
+	switch s.dist.Storage.Type() {
+	case lruDriver, "filesystem", "inmemory":
+		return false
+	}
+	return true
+}
+
+// sharedPrefix is the Redis key prefix of the shared cache: one per
+// bucket and key prefix, so that caches sharing one Redis stay apart.
+func sharedPrefix(s *settings) string {
+	if s.dist.Storage.Type() != s3Driver {
+		return "ecr-proxy"
+	}
+	p, root := s.dist.Storage.Parameters(), ""
+	if v, ok := p["rootdirectory"]; ok && v != nil {
+		root = strings.Trim(fmt.Sprint(v), "/")
+	}
+	return fmt.Sprintf("ecr-proxy:s3://%v/%s", p["bucket"], root)
 }
 
 // close releases the Redis connections.
@@ -53,6 +92,11 @@ func (c *cluster) readiness() gateway.Option {
 		return gateway.WithDegradedCheck("redis", nil)
 	}
 	return gateway.WithDegradedCheck("redis", func() error {
+		if c.coord != nil {
+			if err := c.coord.Health(); err != nil {
+				return err
+			}
+		}
 		if c.lru == nil {
 			return nil
 		}
@@ -107,6 +151,12 @@ func redisLRUOptions(cfg *configuration.Configuration) []configuration.Parameter
 // configured for it, and gives it a Redis key prefix of its own per
 // bucket and prefix, so that caches sharing one Redis stay apart.
 func (s *settings) checkCluster() error {
+	if a := s.ecr.Advertise; a != "" {
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("ecr.advertise %q (%s): want the URL the other replicas reach this one at, such as http://10.0.3.7:5000", a, envAdvertiseURL)
+		}
+	}
 	for i, opts := range redisLRUOptions(s.dist) {
 		if _, err := redislru.FromOptions(opts); err != nil {
 			return fmt.Errorf("middleware.storage[%d] (%s): %w", i, redisLRUMiddleware, err)
@@ -115,22 +165,20 @@ func (s *settings) checkCluster() error {
 			return fmt.Errorf("middleware.storage[%d] (%s) keeps its index in Redis: set redis.addrs (%s)", i, redisLRUMiddleware, envRedisAddr)
 		}
 		if _, ok := opts["prefix"]; !ok {
-			opts["prefix"] = "ecr-proxy"
-			if s.dist.Storage.Type() == s3Driver {
-				p, root := s.dist.Storage.Parameters(), ""
-				if v, ok := p["rootdirectory"]; ok && v != nil {
-					root = strings.Trim(fmt.Sprint(v), "/")
-				}
-				opts["prefix"] = fmt.Sprintf("ecr-proxy:s3://%v/%s", p["bucket"], root)
-			}
+			opts["prefix"] = sharedPrefix(s)
 		}
 	}
 	return nil
 }
 
 // applyShared maps the variables of the scaled-out setup: REDIS_* onto
-// the redis section, CACHE_S3_* onto storage.s3 (applyS3).
-func (e *seedEnv) applyShared(cfg *configuration.Configuration) error {
+// the redis section, ADVERTISE_URL onto ecr.advertise, CACHE_S3_* onto
+// storage.s3 (applyS3).
+func (e *seedEnv) applyShared(s *settings) error {
+	cfg := s.dist
+	if v, ok := e.get(envAdvertiseURL); ok {
+		s.ecr.Advertise = v
+	}
 	if v, ok := e.get(envRedisAddr); ok {
 		if err := e.conflict(envRedisAddr, "REGISTRY_REDIS_ADDRS"); err != nil {
 			return err
@@ -173,6 +221,22 @@ func (e *seedEnv) applyClusterBound(cfg *configuration.Configuration, size strin
 // registers the redislru middleware with distribution (once per process).
 func setupCluster(s *settings, log logrus.FieldLogger) (*cluster, error) {
 	c := &cluster{rdb: newRedisClient(s.dist.Redis)}
+	if c.rdb != nil && sharedCache(s) {
+		scheme := "http"
+		if s.dist.HTTP.TLS.Certificate != "" || len(s.dist.HTTP.TLS.LetsEncrypt.Hosts) > 0 {
+			scheme = "https"
+		}
+		coord, err := ecrcluster.New(c.rdb, ecrcluster.WithLogger(log), ecrcluster.WithPrefix(sharedPrefix(s)), ecrcluster.WithScheme(scheme))
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		c.coord = coord
+		if s.ecr.Advertise != "" {
+			coord.SetAdvertise(s.ecr.Advertise)
+			log.WithField("advertise", s.ecr.Advertise).Info("replica address for the cluster's shared downloads")
+		}
+	}
 	if len(redisLRUOptions(s.dist)) == 0 {
 		return c, nil
 	}

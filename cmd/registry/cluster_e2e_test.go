@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -174,5 +175,45 @@ func TestGarbageCollectSharedCache(t *testing.T) {
 	}
 	if total := c.rdb.Get(t.Context(), "{ecr-proxy:s3://ecr-proxy-cache/cache}:total").Val(); total != "0" {
 		t.Errorf("index total %q after garbage-collect, want 0", total)
+	}
+}
+
+// pullAll pulls ref through the proxies, client i through proxy
+// i%len(ps), all at once, and returns the errors.
+func pullAll(t *testing.T, ps []*proxytest.Proxy, clients int, ref, digest string) []error {
+	t.Helper()
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			got, err := pullImage(t.Context(), ps[i%len(ps)], ref)
+			if err == nil && got.digest != digest {
+				err = fmt.Errorf("digest %s, want %s", got.digest, digest)
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// TestClusterSingleFlight: 30 clients pull the same cold image at once,
+// spread round-robin over three replicas sharing a bucket and Redis: ECR
+// serves each blob once, and every client gets every byte (go-containerregistry
+// checks each blob's digest as it reads).
+func TestClusterSingleFlight(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	emu := ecrtest.New(t)
+	digest := seedImage(t, emu, "team/app:1.0", 3, 4*mib, types.OCIManifestSchema1)
+	c := newClusterCache(t, emu, "1g")
+	ps := []*proxytest.Proxy{c.start(t), c.start(t), c.start(t)}
+
+	for i, err := range pullAll(t, ps, 30, "team/app:1.0", digest) {
+		if err != nil {
+			t.Errorf("client %d (replica %d): %v", i, i%3, err)
+		}
+	}
+	if got := emu.Count(ecrtest.KindBlobGET); got != 4 {
+		t.Errorf("%d ECR blob GETs for 30 clients over 3 replicas, want 4: one per blob (3 layers and the config)", got)
 	}
 }

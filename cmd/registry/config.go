@@ -55,6 +55,9 @@ type ecrSettings struct {
 	// an auth: section, anyone who reaches the port pushes with the
 	// proxy's AWS identity) or "disabled" (writes are refused).
 	Push string `yaml:"push"`
+	// Advertise is the URL the other replicas of a cluster reach this one
+	// at (cluster.go); default: the address it listens on.
+	Advertise string `yaml:"advertise"`
 	// Delete is "enabled" to forward DELETE of manifests and blobs to ECR;
 	// "" or "disabled" (the default) refuses them with 405.
 	Delete string `yaml:"delete"`

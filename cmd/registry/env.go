@@ -137,7 +137,7 @@ func (e *seedEnv) apply(s *settings, envOnly bool) error {
 		return fmt.Errorf("%s is required: the port the proxy listens on, such as 5000", envPort)
 	}
 
-	if err := e.applyShared(cfg); err != nil {
+	if err := e.applyShared(s); err != nil {
 		return err
 	}
 	if err := e.applyCache(cfg); err != nil {

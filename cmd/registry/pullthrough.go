@@ -21,7 +21,7 @@ import (
 // distribution (once per process) and names it in the configuration; its
 // InitRegistry still has to be given the local namespace
 // (installLocalNamespace).
-func installPullthrough(s *settings, rt http.RoundTripper, spool string, obs pullthrough.Observer) (*pullthrough.Puller, error) {
+func installPullthrough(s *settings, rt http.RoundTripper, spool string, obs pullthrough.Observer, more ...pullthrough.Option) (*pullthrough.Puller, error) {
 	// proxy.cachewritetimeout bounds the local commit, as in
 	// distribution; downloads are bounded by progress (ecr.fetchidletimeout)
 	// and optionally in total (ecr.fetchmaxtime).
@@ -29,14 +29,14 @@ func installPullthrough(s *settings, rt http.RoundTripper, spool string, obs pul
 	if t := s.dist.Proxy.CacheWriteTimeout; t != nil && *t > 0 {
 		commitTimeout = *t
 	}
-	p, err := pullthrough.New(s.dist.Proxy.RemoteURL, rt,
+	p, err := pullthrough.New(s.dist.Proxy.RemoteURL, rt, append([]pullthrough.Option{
 		pullthrough.WithSpoolDir(spool),
 		pullthrough.WithCommitTimeout(commitTimeout),
 		pullthrough.WithIdleTimeout(s.ecr.FetchIdleTimeout),
 		pullthrough.WithMaxFetchTime(s.ecr.FetchMaxTime),
 		pullthrough.WithTagTTL(s.ecr.TagTTL),
 		pullthrough.WithObserver(obs),
-		pullthrough.WithLogger(logrus.StandardLogger().WithField("component", "pullthrough")))
+		pullthrough.WithLogger(logrus.StandardLogger().WithField("component", "pullthrough"))}, more...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -81,11 +81,10 @@ func serve(ctx context.Context, s *settings) error {
 		return err
 	}
 	defer shared.close()
-	loc, err := newLocalSide(s, up, spool)
+	loc, err := newLocalSide(s, up, spool, shared)
 	if err != nil {
 		return err
 	}
-	loc.shared = shared
 	handler := registerGateway(s, up, loc)
 
 	// The cache's metrics go to the registry the debug server's /metrics
@@ -190,11 +189,11 @@ type localSide struct {
 // newLocalSide installs the pullthrough and the write-through, both
 // spooling in spool, on distribution's local namespace and builds the
 // push passthrough.
-func newLocalSide(s *settings, up *upstreamSide, spool string) (*localSide, error) {
+func newLocalSide(s *settings, up *upstreamSide, spool string, shared *cluster) (*localSide, error) {
 	// Pulls of blobs and tags: distribution's proxy, wrapped by the
 	// pullthrough middleware (single download per blob shared by its
 	// clients, HEAD and Range without waste, honest upstream errors).
-	puller, err := installPullthrough(s, up.transport, spool, up.mets.Singleflight())
+	puller, err := installPullthrough(s, up.transport, spool, up.mets.Singleflight(), shared.pullOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +209,7 @@ func newLocalSide(s *settings, up *upstreamSide, spool string) (*localSide, erro
 	if err != nil {
 		return nil, err
 	}
-	loc := &localSide{spool: spool, puller: puller, clientAuth: clientAuth, push: push}
+	loc := &localSide{spool: spool, puller: puller, clientAuth: clientAuth, push: push, shared: shared}
 	// Both read and write the cache directly; the gateway serves blob hits
 	// from the cache's files when its driver can open them.
 	takeFiles := func(_ context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, _ map[string]any) (distribution.Namespace, error) {

@@ -1,0 +1,316 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/abort"
+	"github.com/ecr-proxy/ecr-proxy/internal/logx"
+	"github.com/ecr-proxy/ecr-proxy/pullthrough"
+)
+
+// Defaults of a Coordinator.
+const (
+	// DefaultLeaseTTL is a download claim's deadline; it is renewed at
+	// a third of it while bytes arrive.
+	DefaultLeaseTTL = 15 * time.Second
+	// DefaultOpTimeout bounds one Redis call.
+	DefaultOpTimeout = 2 * time.Second
+	// DefaultRetryInterval is how long Redis is left alone after a
+	// failure.
+	DefaultRetryInterval = 5 * time.Second
+	// forwardHeaderTimeout bounds the wait for the owner's response
+	// headers (it may itself wait for ECR's first byte).
+	forwardHeaderTimeout = time.Minute
+)
+
+// The claim scripts: KEYS the lease; ARGV this replica's value (and the
+// deadline in ms).
+var (
+	// claim: take the lease if free, renew it if ours; return the holder.
+	claimScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v`)
+	renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`)
+	dropScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+)
+
+// Coordinator shares blob downloads and tag checks between replicas
+// through Redis (see the package documentation).
+type Coordinator struct {
+	c      *conn
+	prefix string
+	ttl    time.Duration
+	client *http.Client
+	token  string
+	scheme string                 // of the URL SetListenAddr makes
+	self   atomic.Pointer[string] // this replica's lease value: "<url> <token>"
+
+	mu      sync.Mutex
+	renewed map[string]time.Time
+}
+
+var _ pullthrough.Coordinator = (*Coordinator)(nil)
+
+// Option configures a Coordinator.
+type Option func(*Coordinator)
+
+// WithLogger sets where the loss and return of Redis are logged.
+func WithLogger(l logrus.FieldLogger) Option { return func(c *Coordinator) { c.c.log = l } }
+
+// WithLeaseTTL sets the download claims' deadline.
+func WithLeaseTTL(d time.Duration) Option { return func(c *Coordinator) { c.ttl = d } }
+
+// WithPrefix sets the Redis key prefix (one per shared cache).
+func WithPrefix(p string) Option { return func(c *Coordinator) { c.prefix = p } }
+
+// WithScheme sets the scheme of the address the Coordinator advertises
+// when it learns it from a connection (default http).
+func WithScheme(scheme string) Option { return func(c *Coordinator) { c.scheme = scheme } }
+
+// WithTransport sets the transport of forwarded requests.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(c *Coordinator) { c.client.Transport = rt }
+}
+
+// New returns a Coordinator over rdb. It claims nothing until it knows
+// its own address: SetAdvertise, or else the local address of the
+// connection of the first request it claims a download for.
+func New(rdb redis.UniversalClient, opts ...Option) (*Coordinator, error) {
+	if rdb == nil {
+		return nil, errors.New("cluster: a redis client is required")
+	}
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("cluster: token: %w", err)
+	}
+	tr := &http.Transport{
+		Proxy:                 nil, // replicas talk directly
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		ResponseHeaderTimeout: forwardHeaderTimeout,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       time.Minute,
+	}
+	c := &Coordinator{
+		c:       &conn{rdb: rdb, log: logx.Discard(), opTimeout: DefaultOpTimeout, retry: DefaultRetryInterval, now: time.Now},
+		prefix:  "ecr-proxy",
+		ttl:     DefaultLeaseTTL,
+		client:  &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		token:   hex.EncodeToString(b),
+		scheme:  "http",
+		renewed: map[string]time.Time{},
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// SetAdvertise sets the URL other replicas reach this one at
+// (http://10.0.3.7:5000).
+func (c *Coordinator) SetAdvertise(url string) { c.self.Store(c.value(url)) }
+
+// learnAddr sets this replica's address, when none was advertised, from
+// the local address of the connection ctx's request came on (its IP, or
+// the host's first non-loopback address if that is unspecified).
+func (c *Coordinator) learnAddr(ctx context.Context) {
+	addr, ok := ctx.Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return
+	}
+	if url := c.listenURL(addr); url != "" && c.self.CompareAndSwap(nil, c.value(url)) {
+		c.c.log.WithField("advertise", url).Info("replica address for the cluster's shared downloads, from a client connection (ecr.advertise unset)")
+	}
+}
+
+// value is the lease value of this replica at url.
+func (c *Coordinator) value(url string) *string {
+	v := strings.TrimSuffix(url, "/") + " " + c.token
+	return &v
+}
+
+// listenURL is this replica's URL for a connection's local address.
+func (c *Coordinator) listenURL(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	ip := tcp.IP
+	if ip == nil || ip.IsUnspecified() {
+		if ip = hostIP(); ip == nil {
+			return ""
+		}
+	}
+	return c.scheme + "://" + net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
+}
+
+// hostIP is the host's first non-loopback unicast address, IPv4 first.
+func hostIP() net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var v6 net.IP
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || !n.IP.IsGlobalUnicast() {
+			continue
+		}
+		if n.IP.To4() != nil {
+			return n.IP
+		}
+		if v6 == nil {
+			v6 = n.IP
+		}
+	}
+	return v6
+}
+
+// Health is nil while Redis answers, and says since when and why not.
+func (c *Coordinator) Health() error { return c.c.health() }
+
+func (c *Coordinator) leaseKey(key string) string { return c.prefix + ":blob:" + key }
+
+// Claim claims the download of key for this replica, or names the
+// replica that holds it. Without Redis, or while this replica knows no
+// address of its own, every claim is this replica's.
+func (c *Coordinator) Claim(ctx context.Context, key string) (string, bool) {
+	if c.self.Load() == nil {
+		c.learnAddr(ctx)
+	}
+	self := c.self.Load()
+	if self == nil {
+		return "", true
+	}
+	var holder string
+	err := c.c.do(ctx, func(ctx context.Context) error {
+		var err error
+		holder, err = claimScript.Run(ctx, c.c.rdb, []string{c.leaseKey(key)}, *self, c.ttl.Milliseconds()).Text()
+		return err
+	})
+	if err != nil || holder == *self || holder == "" {
+		if err == nil {
+			c.noteRenewed(key)
+		}
+		return "", true
+	}
+	return holder, false
+}
+
+// Renew extends this replica's claim on key, at most every third of the
+// deadline, without blocking the download.
+func (c *Coordinator) Renew(key string) {
+	self := c.self.Load()
+	if self == nil {
+		return
+	}
+	c.mu.Lock()
+	due := c.c.now().Sub(c.renewed[key]) >= c.ttl/3
+	if due {
+		c.renewed[key] = c.c.now()
+	}
+	c.mu.Unlock()
+	if !due {
+		return
+	}
+	go func() {
+		_ = c.c.do(context.Background(), func(ctx context.Context) error {
+			return renewScript.Run(ctx, c.c.rdb, []string{c.leaseKey(key)}, *self, c.ttl.Milliseconds()).Err()
+		})
+	}()
+}
+
+func (c *Coordinator) noteRenewed(key string) {
+	c.mu.Lock()
+	c.renewed[key] = c.c.now()
+	c.mu.Unlock()
+}
+
+// Release gives up this replica's claim on key.
+func (c *Coordinator) Release(key string) {
+	c.mu.Lock()
+	delete(c.renewed, key)
+	c.mu.Unlock()
+	if self := c.self.Load(); self != nil {
+		c.drop(context.Background(), key, *self)
+	}
+}
+
+// drop deletes the lease of key if holder still holds it.
+func (c *Coordinator) drop(ctx context.Context, key, holder string) {
+	_ = c.c.do(ctx, func(ctx context.Context) error {
+		return dropScript.Run(ctx, c.c.rdb, []string{c.leaseKey(key)}, holder).Err()
+	})
+}
+
+// hopHeaders are not passed on between the owner and the client.
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// forwardedRequestHeaders are what the owner needs of the client's GET.
+var forwardedRequestHeaders = []string{"Authorization", "Range", "If-Range", "If-None-Match", "If-Modified-Since", "Accept", "User-Agent"}
+
+// Forward answers r from the owner (a lease value: its URL and token).
+// If the owner does not answer, its lease is dropped and ErrOwnerGone
+// returned with nothing written. A response cut midway is cut for the
+// client too (the gateway drops its connection).
+func (c *Coordinator) Forward(ctx context.Context, w http.ResponseWriter, r *http.Request, key, owner string) error {
+	base, _, _ := strings.Cut(owner, " ")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+r.URL.RequestURI(), nil) //nolint:gosec // a peer replica, from the shared Redis; the path the registry routed
+	if err != nil {
+		return fmt.Errorf("forward to %s: %w", base, err)
+	}
+	for _, h := range forwardedRequestHeaders {
+		if v := r.Header.Values(h); len(v) > 0 {
+			req.Header[h] = v
+		}
+	}
+	req.Header.Set(pullthrough.ForwardedHeader, "1")
+	resp, err := c.client.Do(req) //nolint:gosec // a peer's advertised address, from the shared Redis
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.drop(ctx, key, owner)
+		return fmt.Errorf("%w: %s: %w", pullthrough.ErrOwnerGone, base, err)
+	}
+	defer resp.Body.Close() //nolint:errcheck // read to the end or cut
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	w.WriteHeader(resp.StatusCode)
+	buf := make([]byte, 256<<10)
+	if _, err := io.CopyBuffer(w, resp.Body, buf); err != nil && ctx.Err() == nil {
+		// The owner's response was cut (it died, or its download
+		// failed): the client must see a cut, never a short body that
+		// looks complete, and its retry finds the download taken over.
+		c.c.log.WithError(err).WithField("owner", base).Warn("forwarded blob download cut; the client's response is cut too")
+		abort.Request(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package pullthrough
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// ForwardedHeader marks a blob request one replica forwarded to the
+// replica that owns its download: that one serves it itself, never
+// forwarding it again.
+const ForwardedHeader = "X-Ecr-Proxy-Forwarded"
+
+// ErrOwnerGone is returned by Coordinator.Forward, having written
+// nothing, when the owner did not answer: its claim was dropped, and the
+// caller claims the download again.
+var ErrOwnerGone = errors.New("the replica that owns the download does not answer")
+
+// Coordinator shares the downloads of cold blobs between the replicas of
+// a cluster that share one cache (package cluster): one replica owns each
+// download, and the others forward their clients' requests to it.
+type Coordinator interface {
+	// Claim claims the download of key (repository@digest) for this
+	// replica: mine is true when this replica owns it, now or already,
+	// or when there is no one to ask (each replica then downloads for
+	// itself); otherwise owner is the address of the replica that does.
+	Claim(ctx context.Context, key string) (owner string, mine bool)
+	// Forward answers r (a GET of the blob) from the replica at owner.
+	// It returns ErrOwnerGone, having written nothing, when owner does
+	// not answer; an error after the response began means it was cut.
+	Forward(ctx context.Context, w http.ResponseWriter, r *http.Request, key, owner string) error
+	// Renew keeps this replica's claim on key alive while bytes arrive;
+	// Release gives it up once the download has ended. Neither blocks.
+	Renew(key string)
+	Release(key string)
+}
+
+// WithCoordinator makes the Puller share downloads with the other
+// replicas of a cluster through c.
+func WithCoordinator(c Coordinator) Option { return func(p *Puller) { p.coord = c } }
+
+// owner returns the replica that owns the download of dgst when it is
+// another one and this request may go to it: no download of it runs
+// here, and the request was not forwarded already.
+func (b *blobStore) owner(ctx context.Context, dgst digest.Digest) (string, bool) {
+	if b.p.coord == nil {
+		return "", false
+	}
+	// distribution's request context holds the request ("http.request").
+	if r, ok := ctx.Value("http.request").(*http.Request); ok && r.Header.Get(ForwardedHeader) != "" {
+		return "", false
+	}
+	key := b.name.Name() + "@" + dgst.String()
+	b.p.mu.Lock()
+	_, running := b.p.flights[key]
+	b.p.mu.Unlock()
+	if running {
+		return "", false
+	}
+	owner, mine := b.p.coord.Claim(ctx, key)
+	return owner, !mine
+}
+
+// forward serves a GET of dgst from the replica that owns its download,
+// if another does; handled is false when this replica is to serve it
+// (it owns the download, or took it over from an owner that is gone).
+func (b *blobStore) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, dgst digest.Digest) (handled bool, err error) {
+	if r.Method != http.MethodGet {
+		return false, nil
+	}
+	for range 2 { // an owner gone is replaced once
+		owner, elsewhere := b.owner(ctx, dgst)
+		if !elsewhere {
+			return false, nil
+		}
+		err := b.p.coord.Forward(ctx, w, r, b.name.Name()+"@"+dgst.String(), owner)
+		if !errors.Is(err, ErrOwnerGone) {
+			return true, err
+		}
+		b.p.log.WithField("owner", owner).WithField("digest", dgst).Warn("the replica downloading the blob does not answer; taking the download over")
+	}
+	return false, nil
+}
+
+// renew and release keep the cluster's claim on f's download.
+func (p *Puller) renew(f *flight) {
+	if p.coord != nil {
+		p.coord.Renew(f.key)
+	}
+}
+
+func (p *Puller) release(f *flight) {
+	if p.coord != nil {
+		p.coord.Release(f.key)
+	}
+}
