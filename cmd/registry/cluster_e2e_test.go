@@ -178,9 +178,9 @@ func TestGarbageCollectSharedCache(t *testing.T) {
 	}
 }
 
-// pullAll pulls ref through the proxies, client i through proxy
+// pullRoundRobin pulls ref through the proxies, client i through proxy
 // i%len(ps), all at once, and returns the errors.
-func pullAll(t *testing.T, ps []*proxytest.Proxy, clients int, ref, digest string) []error {
+func pullRoundRobin(t *testing.T, ps []*proxytest.Proxy, clients int, ref, digest string) []error {
 	t.Helper()
 	errs := make([]error, clients)
 	var wg sync.WaitGroup
@@ -208,7 +208,7 @@ func TestClusterSingleFlight(t *testing.T) {
 	c := newClusterCache(t, emu, "1g")
 	ps := []*proxytest.Proxy{c.start(t), c.start(t), c.start(t)}
 
-	for i, err := range pullAll(t, ps, 30, "team/app:1.0", digest) {
+	for i, err := range pullRoundRobin(t, ps, 30, "team/app:1.0", digest) {
 		if err != nil {
 			t.Errorf("client %d (replica %d): %v", i, i%3, err)
 		}
