@@ -36,6 +36,20 @@ type BlobAdopter interface {
 	Adopt(ctx context.Context, repo string, dgst digest.Digest, file string, size int64) error
 }
 
+// SpaceReserver is a cache storage driver that holds room under its
+// bound for a spool file before it is written, evicting to make it
+// (lrufs.Driver.Reserve); Reserve with a larger size grows it, Adopt of
+// the file turns it into the blob's, Unreserve releases it. A driver that
+// does not reserve still adopts.
+type SpaceReserver interface {
+	Reserve(ctx context.Context, file string, size int64) error
+	Unreserve(file string)
+}
+
+// reserveStep is how far ahead of what a push has copied its room is
+// reserved: the size of an upload is not known until it ends.
+const reserveStep = 32 << 20
+
 // newCopy starts the local copy of an upload to repo: a plain file that
 // the cache adopts at the end when the driver can (one write and one
 // SHA-256, without distribution's upload files, links and move), else
@@ -51,7 +65,8 @@ func (wt *WriteThrough) newCopy(ctx context.Context, repo string) (localCopy, er
 		if err != nil {
 			return nil, fmt.Errorf("create push spool: %w", err)
 		}
-		return &fileCopy{f: f, repo: repo, files: local.files, sum: digest.Canonical.Digester()}, nil
+		room, _ := local.files.(SpaceReserver)
+		return &fileCopy{ctx: ctx, f: f, repo: repo, files: local.files, room: room, sum: digest.Canonical.Digester()}, nil
 	}
 	r, err := wt.repository(ctx, repo)
 	if err != nil {
@@ -65,18 +80,46 @@ func (wt *WriteThrough) newCopy(ctx context.Context, repo string) (localCopy, er
 }
 
 // fileCopy is a local copy in a spool file, hashed as it is written and
-// adopted by the cache driver.
+// adopted by the cache driver. Its room in the cache is reserved ahead of
+// each write when the driver reserves: copied bytes count against the
+// cache's bound before they reach the disk.
 type fileCopy struct {
-	f     *os.File
-	repo  string
-	files BlobAdopter
-	sum   digest.Digester // sha256, of what was written
+	ctx      context.Context // the copy's, for the evictions a reservation makes
+	f        *os.File
+	repo     string
+	files    BlobAdopter
+	room     SpaceReserver // nil: the driver does not reserve
+	sum      digest.Digester
+	written  int64
+	reserved int64
 }
 
 func (c *fileCopy) Write(p []byte) (int, error) {
+	if err := c.reserve(int64(len(p))); err != nil {
+		return 0, err
+	}
 	n, err := c.f.Write(p)
 	_, _ = c.sum.Hash().Write(p[:n])
+	c.written += int64(n)
 	return n, err
+}
+
+// reserve grows the copy's reservation to cover n more bytes: a step
+// ahead, or exactly what is needed when the step does not fit.
+func (c *fileCopy) reserve(n int64) error {
+	need := c.written + n
+	if c.room == nil || need <= c.reserved {
+		return nil
+	}
+	if err := c.room.Reserve(c.ctx, c.f.Name(), need+reserveStep); err == nil {
+		c.reserved = need + reserveStep
+		return nil
+	}
+	if err := c.room.Reserve(c.ctx, c.f.Name(), need); err != nil {
+		return fmt.Errorf("reserve room in the cache: %w", err)
+	}
+	c.reserved = need
+	return nil
 }
 
 func (c *fileCopy) Commit(ctx context.Context, dgst digest.Digest, size int64) error {
@@ -85,9 +128,18 @@ func (c *fileCopy) Commit(ctx context.Context, dgst digest.Digest, size int64) e
 		err = c.files.Adopt(ctx, c.repo, dgst, c.f.Name(), size) // fsyncs, renames
 	}
 	if err != nil {
+		c.unreserve()
 		return errors.Join(err, os.Remove(c.f.Name()))
 	}
 	return nil
+}
+
+// unreserve releases what is reserved for the copy (nothing is left
+// after an adoption).
+func (c *fileCopy) unreserve() {
+	if c.room != nil {
+		c.room.Unreserve(c.f.Name())
+	}
 }
 
 // verify checks the copy against dgst and size: from the running sha256,
@@ -117,6 +169,7 @@ func (c *fileCopy) verify(dgst digest.Digest, size int64) error {
 }
 
 func (c *fileCopy) Cancel(context.Context) error {
+	c.unreserve()
 	return errors.Join(c.f.Close(), os.Remove(c.f.Name()))
 }
 
