@@ -13,6 +13,11 @@
 //   - A cache hit is served by the local store as before (Range, HEAD and
 //     conditional requests included); on lrufilesystem the gateway answers
 //     most hits from the file itself before they get here.
+//   - A blob the cache holds for another repository (another registry
+//     prefix, or another repository of the same registry) is linked into
+//     this one after ECR's HEAD for this repository confirms it, not
+//     downloaded again; ECR's 404 for a repository that lacks it keeps
+//     it from being served there.
 //   - A HEAD on a miss is answered from ECR's HEAD: no download.
 //   - A GET on a miss joins the one download in flight for that
 //     repository and digest, or starts it. The download is spooled to a

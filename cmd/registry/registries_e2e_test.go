@@ -279,3 +279,51 @@ func TestRegistriesUnknownPrefixAndOverlaps(t *testing.T) {
 		t.Errorf("overlapping prefixes: %v, output %s; want a refusal naming the key and both prefixes", err, out)
 	}
 }
+
+// TestRegistriesBlobSharedByBothIsFetchedOnce: an image in both
+// registries is downloaded from the first; the second prefix's pull
+// asks its registry only to confirm each blob (HEAD), and links the
+// cached copy. Its manifest still comes from its own registry.
+func TestRegistriesBlobSharedByBothIsFetchedOnce(t *testing.T) {
+	r := startTwoRegistries(t)
+	img, err := ecrtest.RandomImage(2, 64<<10, types.OCIManifestSchema1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dig, err := r.a.Seed(t.Context(), "base/alpine:1", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.b.Seed(t.Context(), "mirror/alpine:1", img); err != nil {
+		t.Fatal(err)
+	}
+	r.a.ResetCounts()
+	r.b.ResetCounts()
+	mustPull(t, r.proxy, "shared/base/alpine:1", dig)
+	if n := r.a.Count(ecrtest.KindBlobGET); n != 3 {
+		t.Errorf("registry a served %d blob GETs for two layers and a config, want 3", n)
+	}
+	mustPull(t, r.proxy, "prod/mirror/alpine:1", dig)
+	if n := r.b.Count(ecrtest.KindBlobGET); n != 0 {
+		t.Errorf("registry b served %d blob GETs for blobs already cached, want 0", n)
+	}
+	if n := r.b.Count(ecrtest.KindManifestGET) + r.b.Count(ecrtest.KindManifestHEAD); n == 0 {
+		t.Error("the manifest of prod/mirror/alpine:1 was not asked of registry b")
+	}
+	if n := r.b.Count(ecrtest.KindBlobHEAD); n != 3 {
+		t.Errorf("registry b was asked %d blob HEADs, want 3 (one confirmation per blob)", n)
+	}
+	// A blob the second registry does not have is not served under its
+	// prefix, even though the cache holds it.
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := getStatus(t, r.proxy, "/v2/prod/other/blobs/"+ld.String()); code != http.StatusNotFound {
+		t.Errorf("GET prod/other's blob %s (cached for another repository, absent from registry b): %d, want 404", ld, code)
+	}
+}

@@ -1,0 +1,66 @@
+package pullthrough
+
+import (
+	"context"
+	"errors"
+
+	"github.com/distribution/distribution/v3"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// linkCached makes a blob the cache already holds for another repository
+// (of another registry prefix, or of the same registry) this
+// repository's too, without downloading it again: blobs are stored once
+// by digest, each repository links to them. ECR is asked first with a
+// HEAD for this repository, which it answers 404 when the repository
+// lacks the blob, so that no repository is served content its registry
+// does not give it; the size must agree. It reports whether the blob is
+// linked now, and its descriptor.
+func (b *blobStore) linkCached(ctx context.Context, local distribution.BlobStore, dgst digest.Digest) (v1.Descriptor, bool) {
+	cached, err := b.local.BlobStatter().Stat(ctx, dgst)
+	if err != nil {
+		return v1.Descriptor{}, false
+	}
+	up, err := b.p.stat(ctx, b.name, dgst)
+	if err != nil || (up.Size >= 0 && up.Size != cached.Size) {
+		return v1.Descriptor{}, false
+	}
+	canonical, err := reference.WithDigest(b.name, dgst)
+	if err != nil {
+		return v1.Descriptor{}, false
+	}
+	w, err := local.Create(ctx, linkExisting{from: canonical, desc: cached})
+	if w != nil {
+		_ = w.Cancel(ctx) // the store did not honour the mount
+	}
+	var mounted distribution.ErrBlobMounted
+	if !errors.As(err, &mounted) {
+		return v1.Descriptor{}, false
+	}
+	b.p.log.WithField("digest", dgst).WithField("repository", b.name.Name()).
+		Info("blob already cached for another repository: linked after ECR confirmed it, not downloaded again")
+	desc := mounted.Descriptor
+	desc.Digest = dgst
+	return desc, true
+}
+
+// linkExisting is a blob create option that links a blob the store
+// holds into the repository: distribution's cross-repository mount with
+// the descriptor given, which links without looking at the source.
+type linkExisting struct {
+	from reference.Canonical
+	desc v1.Descriptor
+}
+
+// Apply implements distribution.BlobCreateOption.
+func (o linkExisting) Apply(v any) error {
+	opts, ok := v.(*distribution.CreateOptions)
+	if !ok {
+		return errors.New("link existing blob: not a blob store's create options")
+	}
+	desc := o.desc
+	opts.Mount.ShouldMount, opts.Mount.From, opts.Mount.Stat = true, o.from, &desc
+	return nil
+}
