@@ -37,6 +37,17 @@
 //     every client that is reading it by closing its connection short of
 //     the announced Content-Length (a client sees an error, never a short
 //     body that looks complete), and nothing is cached.
+//   - Before the spool is written, its room is reserved in the cache
+//     driver when it reserves (lrufilesystem: SpaceReserver), evicting
+//     least recently used blobs first; the adoption turns the
+//     reservation into the blob's. A download whose room cannot be
+//     reserved (larger than the bound, the bound held by busy blobs,
+//     the filesystem short of space) or whose spool cannot be written
+//     (ENOSPC, EDQUOT, EFBIG) is not cached, but goes on: its clients
+//     read what the spool holds, then a window in memory shared by all
+//     of them (relay.go says why not one download per client), with the
+//     same checks before the last byte. A warning and Observer.Uncached
+//     say so, once per download.
 //   - Upstream failures become the registry errors a client can act on:
 //     404 BLOB_UNKNOWN, 429 TOOMANYREQUESTS, 503 UNAVAILABLE; the details
 //     go to the log, not to the client.
