@@ -2,16 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
@@ -215,5 +221,107 @@ func TestClusterSingleFlight(t *testing.T) {
 	}
 	if got := emu.Count(ecrtest.KindBlobGET); got != 4 {
 		t.Errorf("%d ECR blob GETs for 30 clients over 3 replicas, want 4: one per blob (3 layers and the config)", got)
+	}
+}
+
+// startBlobGET sends a GET of repo@dgst to p and returns the response
+// body once its first byte has arrived, the rest still unread; it is
+// closed at cleanup.
+func startBlobGET(t *testing.T, p *proxytest.Proxy, repo string, dgst digest.Digest) io.Reader {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.URL()+"/v2/"+repo+"/blobs/"+dgst.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET blob through %s: %v", p.Addr, err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET blob through %s: %s", p.Addr, resp.Status)
+	}
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatalf("GET blob through %s: first byte: %v", p.Addr, err)
+	}
+	return resp.Body
+}
+
+// getBlobChecked reads repo@dgst through p whole and checks its digest.
+func getBlobChecked(ctx context.Context, p *proxytest.Proxy, repo string, dgst digest.Digest) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL()+"/v2/"+repo+"/blobs/"+dgst.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	v := dgst.Verifier()
+	if _, err := io.Copy(v, resp.Body); err != nil {
+		return err
+	}
+	if !v.Verified() {
+		return errors.New("body does not match its digest")
+	}
+	return nil
+}
+
+// TestClusterOwnerKilled: the replica that owns a cold blob's download is
+// killed (SIGKILL) midway while clients on the other replicas read it
+// through forwarding: they get a cut (never a short body that looks
+// complete), their retries succeed, and ECR serves the blob once more.
+func TestClusterOwnerKilled(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	emu := ecrtest.New(t)
+	content := make([]byte, 8*mib)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	dgst, err := emu.SeedBlob(t.Context(), "team/app", content, digest.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClusterCache(t, emu, "1g")
+	owner, b, d := c.start(t), c.start(t), c.start(t)
+	release := emu.StallBlobs(mib) // the download stops after 1 MiB
+	t.Cleanup(release)
+
+	bodies := []io.Reader{startBlobGET(t, owner, "team/app", dgst)} // the owner claims the download
+	for _, p := range []*proxytest.Proxy{b, d} {
+		bodies = append(bodies, startBlobGET(t, p, "team/app", dgst)) // forwarded: bytes from the owner's download
+	}
+	if got := emu.Count(ecrtest.KindBlobGET); got != 1 {
+		t.Fatalf("%d ECR blob GETs with three clients on three replicas, want 1", got)
+	}
+	if err := syscall.Kill(owner.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = owner.Wait()
+	for i, body := range bodies {
+		if n, err := io.Copy(io.Discard, body); err == nil {
+			t.Errorf("client %d: body ended cleanly after %d more bytes with its replica's source killed; want a cut", i, n)
+		}
+	}
+	release()
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, p := range []*proxytest.Proxy{b, d} {
+		wg.Go(func() { errs[i] = getBlobChecked(t.Context(), p, "team/app", dgst) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("retry %d: %v", i, err)
+		}
+	}
+	if got := emu.Count(ecrtest.KindBlobGET); got != 2 {
+		t.Errorf("%d ECR blob GETs in all, want 2: the killed owner's and one taken over", got)
 	}
 }
