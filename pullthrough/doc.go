@@ -46,8 +46,8 @@
 //     (ENOSPC, EDQUOT, EFBIG) is not cached, but goes on: its clients
 //     read what the spool holds, then a window in memory shared by all
 //     of them (relay.go says why not one download per client), with the
-//     same checks before the last byte. A warning and Observer.Uncached
-//     say so, once per download.
+//     same checks before the last byte. A warning (once per blob) and
+//     Observer.Uncached (once per download) say so.
 //   - Upstream failures become the registry errors a client can act on:
 //     404 BLOB_UNKNOWN, 429 TOOMANYREQUESTS, 503 UNAVAILABLE; the details
 //     go to the log, not to the client.

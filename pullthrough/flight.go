@@ -57,6 +57,7 @@ type flight struct {
 
 	uncached  bool   // streamed through memory past spooled; not cached
 	replaced  bool   // a later download took its place in the table
+	follows   bool   // it took the place of an uncached download (said once)
 	spooled   int64  // bytes of the spool readable, once uncached
 	relay     []byte // bytes [relayBase, written) of an uncached download
 	relayBase int64
@@ -133,19 +134,20 @@ func (p *Puller) join(ctx context.Context, name reference.Named, dgst digest.Dig
 	rd := &reader{}
 	p.mu.Lock()
 	f, ok := p.flights[key]
+	follows := false
 	if ok {
 		f.mu.Lock()
 		ok = f.servableLocked()
 		if ok {
 			f.readers[rd] = struct{}{}
 		} else {
-			f.replaced = true
+			f.replaced, follows = true, true
 		}
 		f.mu.Unlock()
 	}
 	if !ok {
 		f = &flight{key: key, name: name, dgst: dgst, size: size, changed: make(chan struct{}),
-			readers: map[*reader]struct{}{rd: {}}}
+			readers: map[*reader]struct{}{rd: {}}, follows: follows}
 		p.flights[key] = f
 	}
 	f.waiters++

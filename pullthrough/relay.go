@@ -50,21 +50,28 @@ func uncachedReason(err error) (string, bool) {
 }
 
 // goUncached switches f, whose spool holds its first spooled bytes (0
-// when there is none), to streaming through memory, and says so: once
-// per download, a warning naming the digest and the cause, and the
-// observer's count when reason is one of its reasons ("" for another
-// failure of the spool, which is uncached all the same).
+// when there is none), to streaming through memory, and says so: a
+// warning naming the digest and the cause (at debug level for a download
+// that took the place of an uncached one of the same blob, which warned
+// already), and the observer's count when reason is one of its reasons
+// ("" for another failure of the spool, which is uncached all the same).
 func (p *Puller) goUncached(f *flight, spooled int64, reason string, cause error) {
+	follows := false
 	f.update(func() {
 		f.uncached = true
 		f.spooled = spooled
 		f.relayBase = spooled
+		follows = f.follows
 	})
 	log := p.log.WithField("digest", f.dgst).WithField("repository", f.name.Name()).WithError(redact.Error(cause))
 	if reason != "" {
 		log = log.WithField("reason", reason)
 	}
-	log.Warn("cannot cache blob; streaming it to its clients without caching it")
+	if follows {
+		log.Debug("cannot cache blob; streaming it to its clients without caching it")
+	} else {
+		log.Warn("cannot cache blob; streaming it to its clients without caching it")
+	}
 	if reason != "" {
 		p.observer.Uncached(reason)
 	}

@@ -8,11 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
 )
@@ -180,5 +183,53 @@ func waitDownloads(t *testing.T, r *rig) {
 	defer stop()
 	if err := r.p.Wait(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLateClientOfAnUncachedDownload: a client that comes after an
+// uncached download has let go of the blob's first bytes starts a
+// download of its own; both clients get their bytes; the warning is
+// logged once for the blob, each download is counted.
+func TestLateClientOfAnUncachedDownload(t *testing.T) {
+	obs := &reasons{}
+	logger, hook := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	r := newBoundedRig(t, 1<<20, WithObserver(obs), WithLogger(logger))
+	r.p.relayWindow = 64 << 10
+	dgst, want := r.seed(t, "big", 2<<20)
+	release := r.emu.StallBlobs(1 << 20)
+	defer release()
+	first := r.get(t.Context(), t, dgst)
+	defer first.Body.Close()
+	got := make([]byte, 900<<10)
+	if _, err := io.ReadFull(first.Body, got); err != nil || !bytes.Equal(got, want[:len(got)]) {
+		t.Fatalf("first client: %v", err)
+	}
+	late := r.get(t.Context(), t, dgst)
+	defer late.Body.Close()
+	release()
+	rest, err := io.ReadAll(first.Body)
+	if err != nil || !bytes.Equal(append(got, rest...), want) {
+		t.Errorf("first client: %d bytes, %v", len(got)+len(rest), err)
+	}
+	b, err := io.ReadAll(late.Body)
+	if err != nil || !bytes.Equal(b, want) {
+		t.Errorf("late client: %d bytes, %v", len(b), err)
+	}
+	waitDownloads(t, r)
+	if n := r.emu.Count(ecrtest.KindBlobGET); n != 2 {
+		t.Errorf("upstream blob GETs = %d, want 2", n)
+	}
+	if got := obs.list(); len(got) != 2 {
+		t.Errorf("uncached events = %v, want two", got)
+	}
+	warned := 0
+	for _, e := range hook.AllEntries() {
+		if strings.HasPrefix(e.Message, "cannot cache blob") && e.Level == logrus.WarnLevel {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("%d warnings for one blob, want 1", warned)
 	}
 }
