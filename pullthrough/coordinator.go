@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -95,4 +96,27 @@ func (p *Puller) release(f *flight) {
 	if p.coord != nil {
 		p.coord.Release(f.key)
 	}
+}
+
+// TagWindow is a Coordinator that also shares the tag revalidation
+// window (tagttl) among the replicas: a tag one replica confirmed with
+// ECR is served by all, from the shared store, until the window ends.
+type TagWindow interface {
+	// TagChecked reports whether some replica confirmed key
+	// (repository:tag) with ECR less than the window ago.
+	TagChecked(ctx context.Context, key string) bool
+	// NoteTagChecked starts key's window, for ttl; ForgetTag ends it
+	// (ECR no longer has the tag). Neither blocks for long.
+	NoteTagChecked(ctx context.Context, key string, ttl time.Duration)
+	ForgetTag(ctx context.Context, key string)
+}
+
+// tagWindow is the coordinator's shared tag window, if it has one and a
+// window is configured.
+func (p *Puller) tagWindow() TagWindow {
+	if p.tagTTL <= 0 {
+		return nil
+	}
+	w, _ := p.coord.(TagWindow)
+	return w
 }

@@ -38,7 +38,11 @@ func (t *tagService) Get(ctx context.Context, tag string) (v1.Descriptor, error)
 	t.p.tagMu.Lock()
 	checked, ok := t.p.tagChecked[key]
 	t.p.tagMu.Unlock()
-	if ok && t.p.tagTTL > 0 && t.p.now().Sub(checked) < t.p.tagTTL {
+	fresh := ok && t.p.tagTTL > 0 && t.p.now().Sub(checked) < t.p.tagTTL
+	if w := t.p.tagWindow(); !fresh && w != nil {
+		fresh = w.TagChecked(ctx, key) // another replica checked it
+	}
+	if fresh {
 		if desc, err := t.localTag(ctx, tag); err == nil {
 			return desc, nil
 		}
@@ -78,6 +82,9 @@ func (t *tagService) refused(ctx context.Context, key, tag string, c tagCheck) e
 		t.p.tagMu.Lock()
 		delete(t.p.tagChecked, key)
 		t.p.tagMu.Unlock()
+		if w := t.p.tagWindow(); w != nil {
+			w.ForgetTag(ctx, key)
+		}
 		if repo, err := localRepo(ctx, t.local, t.name); err == nil {
 			if err := repo.Tags(ctx).Untag(ctx, tag); err == nil {
 				log.Info("ECR no longer has this tag; dropped it from the cache")
@@ -129,6 +136,9 @@ func (p *Puller) noteTagChecked(key string) {
 		clear(p.tagChecked)
 	}
 	p.tagChecked[key] = p.now()
+	if w := p.tagWindow(); w != nil {
+		w.NoteTagChecked(context.Background(), key, p.tagTTL)
+	}
 }
 
 // List is distribution's List, except that with no limit (-1) and a

@@ -325,3 +325,30 @@ func TestClusterOwnerKilled(t *testing.T) {
 		t.Errorf("%d ECR blob GETs in all, want 2: the killed owner's and one taken over", got)
 	}
 }
+
+// TestClusterSharedTagWindow: with ecr.tagttl, a tag one replica checked
+// with ECR is served by the others without asking ECR again.
+func TestClusterSharedTagWindow(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	emu := ecrtest.New(t)
+	digest := seedImage(t, emu, "team/app:1.0", 1, 1024, types.OCIManifestSchema1)
+	r := enginetest.StartRedis(t)
+	c := &clusterCache{redis: r}
+	c.s3Cache = newS3Cache(t, emu, proxytest.ConfigOptions{
+		ECRExtra: []string{"tagttl: 1h"},
+		Extra:    fmt.Sprintf("redis:\n  addrs: [%s]\n", r.Addr()),
+	})
+	ps := []*proxytest.Proxy{c.start(t), c.start(t), c.start(t)}
+
+	mustPull(t, ps[0], "team/app:1.0", digest)
+	checks := emu.Count(ecrtest.KindManifestHEAD)
+	if checks != 1 {
+		t.Fatalf("first pull of the tag: %d ECR manifest HEADs, want 1", checks)
+	}
+	for _, p := range ps[1:] {
+		mustPull(t, p, "team/app:1.0", digest)
+	}
+	if got := emu.Count(ecrtest.KindManifestHEAD); got != checks {
+		t.Errorf("pulls of the tag through the other replicas within the window: %d more ECR manifest HEADs, want none", got-checks)
+	}
+}
