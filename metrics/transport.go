@@ -126,18 +126,13 @@ func isS3(u *url.URL) bool {
 			strings.Contains(host, ".s3.") || strings.Contains(host, ".s3-"))
 }
 
-var methods = map[string]bool{
-	http.MethodGet: true, http.MethodHead: true, http.MethodPut: true,
-	http.MethodPost: true, http.MethodPatch: true, http.MethodDelete: true,
-}
-
 // methodLabel is the request method, or "other" outside the methods the
 // registry API uses.
 func methodLabel(m string) string {
-	if m == "" {
+	switch m {
+	case "":
 		return http.MethodGet
-	}
-	if methods[m] {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPost, http.MethodPatch, http.MethodDelete:
 		return m
 	}
 	return "other"
