@@ -24,7 +24,10 @@
 // Labels take values from fixed sets only: no repository name, tag,
 // digest, URL, host, upload id, error text or credential ever becomes a
 // label value, so the number of series is bounded and a scrape reveals
-// nothing about what was pulled or how ECR was reached.
+// nothing about what was pulled or how ECR was reached. The one
+// exception is registry, on the token and upstream metrics
+// ([Metrics.ForRegistry]): a configured registry's prefix, or its host
+// when it is the only one, from the configuration alone.
 //
 // # Metrics of this package
 //
@@ -47,11 +50,11 @@
 //
 // Upstream (fed by the transport, per HTTP round trip to ECR or S3):
 //
-//	ecrproxy_upstream_requests_total{kind,method,code}  counter
-//	ecrproxy_upstream_request_duration_seconds{kind,method}  histogram
+//	ecrproxy_upstream_requests_total{registry,kind,method,code}  counter
+//	ecrproxy_upstream_request_duration_seconds{registry,kind,method}  histogram
 //	    Time to response headers (or error); a blob's download time is not
 //	    included, its first byte is.
-//	ecrproxy_upstream_response_bytes_total{kind}  counter
+//	ecrproxy_upstream_response_bytes_total{registry,kind}  counter
 //	    Response body bytes read from ECR and S3: what the cache cost in
 //	    transfer (blob bodies arrive with kind="s3" after ECR's redirect).
 //
@@ -64,9 +67,9 @@
 //
 // ECR token (fed by auth.TokenSource, per mint):
 //
-//	ecrproxy_token_mints_total{result="success|failure"}  counter
-//	ecrproxy_token_mint_duration_seconds  histogram
-//	ecrproxy_token_expiry_timestamp_seconds  gauge
+//	ecrproxy_token_mints_total{registry,result="success|failure"}  counter
+//	ecrproxy_token_mint_duration_seconds{registry}  histogram
+//	ecrproxy_token_expiry_timestamp_seconds{registry}  gauge
 //	    Unix time the current token expires; 0 before the first mint. A
 //	    failed renewal leaves it at the token still in use. Remaining
 //	    lifetime: ecrproxy_token_expiry_timestamp_seconds - time().

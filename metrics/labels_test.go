@@ -49,15 +49,15 @@ func feedEverything(t *testing.T, r *recorder) {
 				t.Fatalf("new request: %v", err)
 			}
 			req.Header.Set("Authorization", "Basic QVdTOlRPS0VOU0VDUkVU")
-			resp, err := r.instrument(rt).RoundTrip(req)
+			resp, err := r.instrument("shared", rt).RoundTrip(req)
 			if err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				_ = resp.Body.Close()
 			}
 		}
 	}
-	r.observeMint(auth.MintEvent{Token: auth.Token{Username: "AWS", Password: "TOKENSECRET", ExpiresAt: time.Unix(1_800_000_000, 0)}, Duration: time.Second})
-	r.observeMint(auth.MintEvent{Err: errors.New("AccessDenied for arn:aws:iam::123456789012:role/secret-role"), Duration: time.Second})
+	r.observeMint("shared", auth.MintEvent{Token: auth.Token{Username: "AWS", Password: "TOKENSECRET", ExpiresAt: time.Unix(1_800_000_000, 0)}, Duration: time.Second})
+	r.observeMint("shared", auth.MintEvent{Err: errors.New("AccessDenied for arn:aws:iam::123456789012:role/secret-role"), Duration: time.Second})
 	r.observeUncached(UncachedDiskFull)
 	r.observeUncached("sha256:deadbeefcafe")
 	for _, kind := range []string{KindManifest, KindBlob, "sha256:deadbeefcafe", "secret-team/private-app", "tags"} {
@@ -78,6 +78,9 @@ var allowed = map[string]map[string]bool{
 	"source": set(sourceCache, sourceUp),
 	"reason": set(UncachedDiskFull, UncachedTooLarge, UncachedCacheFull),
 	"le":     nil, // histogram buckets, fixed by the definition
+	// the configured registries' prefixes (or the one registry's host):
+	// feedEverything names one, the requests it sends never add another
+	"registry": set("shared"),
 }
 
 func set(vs ...string) map[string]bool {
@@ -178,11 +181,11 @@ func TestNewRegistersWithTheGivenRegistry(t *testing.T) {
 	m.Singleflight().Uncached(UncachedDiskFull)
 	m.Singleflight().Uncached("not a reason")
 	m.ObserveServed(KindBlob, true, 0)
-	m.ObserveMint(auth.MintEvent{Token: auth.Token{ExpiresAt: time.Unix(1_800_000_000, 0)}})
+	m.ForRegistry("shared").ObserveMint(auth.MintEvent{Token: auth.Token{ExpiresAt: time.Unix(1_800_000_000, 0)}})
 	if got, _ := value(t, reg, "ecrproxy_singleflight_fetches_total"); got != 2 {
 		t.Errorf("singleflight fetches = %v, want 2", got)
 	}
-	if got, _ := value(t, reg, "ecrproxy_token_expiry_timestamp_seconds"); got != 1_800_000_000 {
+	if got, _ := value(t, reg, "ecrproxy_token_expiry_timestamp_seconds", "registry", "shared"); got != 1_800_000_000 {
 		t.Errorf("token expiry = %v, want 1.8e9", got)
 	}
 	want := `# HELP ecrproxy_cache_uncached_total Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk), too_large (larger than maxsize) or cache_full (the room under maxsize held by blobs in use and other downloads).

@@ -41,8 +41,8 @@ type recorder struct {
 	now func() time.Time
 
 	mints         *prometheus.CounterVec
-	mintDuration  prometheus.Histogram
-	tokenExpiry   prometheus.Gauge
+	mintDuration  *prometheus.HistogramVec
+	tokenExpiry   *prometheus.GaugeVec
 	upRequests    *prometheus.CounterVec
 	upDuration    *prometheus.HistogramVec
 	upBytes       *prometheus.CounterVec
@@ -59,30 +59,30 @@ func newRecorder(now func() time.Time) *recorder {
 		now: now,
 		mints: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "token_mints_total",
-			Help: "ECR authorization token mints (GetAuthorizationToken calls), by result.",
-		}, []string{"result"}),
-		mintDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Help: "ECR authorization token mints (GetAuthorizationToken calls), by registry and result.",
+		}, []string{"registry", "result"}),
+		mintDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "token_mint_duration_seconds",
-			Help:    "Time one ECR token mint took, SDK retries included, successful or not.",
+			Help:    "Time one ECR token mint took, SDK retries included, successful or not, by registry.",
 			Buckets: prometheus.DefBuckets,
-		}),
-		tokenExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, []string{"registry"}),
+		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "token_expiry_timestamp_seconds",
-			Help: "Unix time at which the current ECR token expires (0 before the first mint). Remaining lifetime: this minus time().",
-		}),
+			Help: "Unix time at which the registry's current ECR token expires (0 before the first mint). Remaining lifetime: this minus time().",
+		}, []string{"registry"}),
 		upRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "upstream_requests_total",
-			Help: "HTTP requests sent to ECR and to the S3 URLs it redirects to, by kind, method and status code (\"error\" when no response came).",
-		}, []string{"kind", "method", "code"}),
+			Help: "HTTP requests sent to ECR and to the S3 URLs it redirects to, by registry, kind, method and status code (\"error\" when no response came).",
+		}, []string{"registry", "kind", "method", "code"}),
 		upDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "upstream_request_duration_seconds",
-			Help:    "Time from sending an upstream request to receiving its response headers (or its error), by kind and method.",
+			Help:    "Time from sending an upstream request to receiving its response headers (or its error), by registry, kind and method.",
 			Buckets: prometheus.DefBuckets,
-		}, []string{"kind", "method"}),
+		}, []string{"registry", "kind", "method"}),
 		upBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "upstream_response_bytes_total",
-			Help: "Bytes of upstream response bodies read, by kind.",
-		}, []string{"kind"}),
+			Help: "Bytes of upstream response bodies read, by registry and kind.",
+		}, []string{"registry", "kind"}),
 		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "cache_requests_total",
 			Help: "Successful manifest and blob GETs answered, by kind and whether they were served from the cache (hit) or fetched from ECR (miss).",
@@ -110,9 +110,6 @@ func newRecorder(now func() time.Time) *recorder {
 	}
 	// Series with fixed label sets exist from the start, at 0, so that
 	// rate() and ratios work before the first event.
-	for _, res := range []string{resultSuccess, resultFailure} {
-		r.mints.WithLabelValues(res)
-	}
 	for _, kind := range []string{KindManifest, KindBlob} {
 		r.cacheRequests.WithLabelValues(kind, resultHit)
 		r.cacheRequests.WithLabelValues(kind, resultMiss)
@@ -187,6 +184,22 @@ func (r *recorder) register(reg prometheus.Registerer) error {
 // in (see the package documentation).
 type Metrics struct {
 	rec *recorder
+	// registry is the registry label of ObserveMint and
+	// InstrumentTransport (see ForRegistry).
+	registry string
+}
+
+// ForRegistry returns the same collectors with name as the registry
+// label of the token and upstream metrics (ObserveMint,
+// InstrumentTransport): the command gives each ECR registry its own, its
+// prefix or, alone without one, its host. Its mint series exist from
+// then on, at 0. Names come from the configuration only, so the label's
+// values are bounded.
+func (m *Metrics) ForRegistry(name string) *Metrics {
+	for _, res := range []string{resultSuccess, resultFailure} {
+		m.rec.mints.WithLabelValues(name, res)
+	}
+	return &Metrics{rec: m.rec, registry: name}
 }
 
 // New returns the collectors registered with reg: the command passes the

@@ -24,8 +24,9 @@ const (
 
 // transport is the RoundTripper InstrumentTransport returns.
 type transport struct {
-	base http.RoundTripper
-	rec  *recorder
+	base     http.RoundTripper
+	rec      *recorder
+	registry string
 }
 
 var _ http.RoundTripper = (*transport)(nil)
@@ -41,14 +42,14 @@ var _ http.RoundTripper = (*transport)(nil)
 // the registry requests, each replay after a refused token, and the
 // redirects to S3.
 func (m *Metrics) InstrumentTransport(base http.RoundTripper) http.RoundTripper {
-	return m.rec.instrument(base)
+	return m.rec.instrument(m.registry, base)
 }
 
-func (r *recorder) instrument(base http.RoundTripper) http.RoundTripper {
+func (r *recorder) instrument(registry string, base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &transport{base: base, rec: r}
+	return &transport{base: base, rec: r, registry: registry}
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -56,14 +57,14 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	kind, method := upstreamKind(req.URL), methodLabel(req.Method)
 	start := t.rec.now()
 	resp, err := t.base.RoundTrip(req)
-	t.rec.upDuration.WithLabelValues(kind, method).Observe(t.rec.now().Sub(start).Seconds())
+	t.rec.upDuration.WithLabelValues(t.registry, kind, method).Observe(t.rec.now().Sub(start).Seconds())
 	if err != nil {
-		t.rec.upRequests.WithLabelValues(kind, method, "error").Inc()
+		t.rec.upRequests.WithLabelValues(t.registry, kind, method, "error").Inc()
 		return resp, err
 	}
-	t.rec.upRequests.WithLabelValues(kind, method, codeLabel(resp.StatusCode)).Inc()
+	t.rec.upRequests.WithLabelValues(t.registry, kind, method, codeLabel(resp.StatusCode)).Inc()
 	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols {
-		bytes := t.rec.upBytes.WithLabelValues(kind)
+		bytes := t.rec.upBytes.WithLabelValues(t.registry, kind)
 		resp.Body = counting.NewBody(resp.Body, func(n int64) { bytes.Add(float64(n)) })
 	}
 	return resp, nil

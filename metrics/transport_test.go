@@ -100,7 +100,7 @@ func TestInstrumentTransport(t *testing.T) {
 
 	// The clock advances 250ms on each reading: every request "takes" 250ms.
 	r, reg := testRecorder(t, 250*time.Millisecond)
-	client := &http.Client{Transport: r.instrument(srv.Client().Transport)}
+	client := &http.Client{Transport: r.instrument("shared", srv.Client().Transport)}
 	for _, path := range []string{"/v2/", "/v2/team/app/blobs/sha256:00", "/v2/team/app/manifests/nope"} {
 		resp, err := client.Get(srv.URL + path) // the blob follows its redirect to "S3"
 		if err != nil {
@@ -112,26 +112,26 @@ func TestInstrumentTransport(t *testing.T) {
 		_ = resp.Body.Close()
 	}
 
-	want := `# HELP ecrproxy_upstream_requests_total HTTP requests sent to ECR and to the S3 URLs it redirects to, by kind, method and status code ("error" when no response came).
+	want := `# HELP ecrproxy_upstream_requests_total HTTP requests sent to ECR and to the S3 URLs it redirects to, by registry, kind, method and status code ("error" when no response came).
 # TYPE ecrproxy_upstream_requests_total counter
-ecrproxy_upstream_requests_total{code="200",kind="s3",method="GET"} 1
-ecrproxy_upstream_requests_total{code="307",kind="blob",method="GET"} 1
-ecrproxy_upstream_requests_total{code="401",kind="ping",method="GET"} 1
-ecrproxy_upstream_requests_total{code="404",kind="manifest",method="GET"} 1
+ecrproxy_upstream_requests_total{code="200",kind="s3",method="GET",registry="shared"} 1
+ecrproxy_upstream_requests_total{code="307",kind="blob",method="GET",registry="shared"} 1
+ecrproxy_upstream_requests_total{code="401",kind="ping",method="GET",registry="shared"} 1
+ecrproxy_upstream_requests_total{code="404",kind="manifest",method="GET",registry="shared"} 1
 `
 	if diff := cmp.Diff(want, exposition(t, reg, "ecrproxy_upstream_requests_total")); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}
-	s3Bytes, _ := value(t, reg, "ecrproxy_upstream_response_bytes_total", "kind", "s3")
+	s3Bytes, _ := value(t, reg, "ecrproxy_upstream_response_bytes_total", "kind", "s3", "registry", "shared")
 	if s3Bytes != 1000 {
 		t.Errorf("s3 response bytes = %v, want 1000", s3Bytes)
 	}
 	got := exposition(t, reg, "ecrproxy_upstream_request_duration_seconds")
 	for _, line := range []string{
-		`ecrproxy_upstream_request_duration_seconds_bucket{kind="s3",method="GET",le="0.1"} 0`,
-		`ecrproxy_upstream_request_duration_seconds_bucket{kind="s3",method="GET",le="0.25"} 1`,
-		`ecrproxy_upstream_request_duration_seconds_sum{kind="blob",method="GET"} 0.25`,
-		`ecrproxy_upstream_request_duration_seconds_count{kind="ping",method="GET"} 1`,
+		`ecrproxy_upstream_request_duration_seconds_bucket{kind="s3",method="GET",registry="shared",le="0.1"} 0`,
+		`ecrproxy_upstream_request_duration_seconds_bucket{kind="s3",method="GET",registry="shared",le="0.25"} 1`,
+		`ecrproxy_upstream_request_duration_seconds_sum{kind="blob",method="GET",registry="shared"} 0.25`,
+		`ecrproxy_upstream_request_duration_seconds_count{kind="ping",method="GET",registry="shared"} 1`,
 	} {
 		if !strings.Contains(got, line+"\n") {
 			t.Errorf("duration histogram lacks %q:\n%s", line, got)
@@ -148,7 +148,7 @@ func TestInstrumentTransportError(t *testing.T) {
 	t.Parallel()
 	r, reg := testRecorder(t, time.Second)
 	dialErr := errors.New("dial tcp 10.0.0.1:443: connect: connection refused")
-	rt := r.instrument(failingTransport{err: dialErr})
+	rt := r.instrument("shared", failingTransport{err: dialErr})
 
 	req, err := http.NewRequest(http.MethodHead, "https://r.example/v2/team/app/manifests/1.0", nil)
 	if err != nil {
@@ -161,10 +161,10 @@ func TestInstrumentTransportError(t *testing.T) {
 	if !errors.Is(err, dialErr) {
 		t.Errorf("RoundTrip error = %v, want the base transport's %v", err, dialErr)
 	}
-	if got, _ := value(t, reg, "ecrproxy_upstream_requests_total", "code", "error", "kind", "manifest", "method", "HEAD"); got != 1 {
+	if got, _ := value(t, reg, "ecrproxy_upstream_requests_total", "code", "error", "kind", "manifest", "method", "HEAD", "registry", "shared"); got != 1 {
 		t.Errorf(`requests{code="error",kind="manifest",method="HEAD"} = %v, want 1`, got)
 	}
-	if got, _ := value(t, reg, "ecrproxy_upstream_request_duration_seconds", "kind", "manifest", "method", "HEAD"); got != 1 {
+	if got, _ := value(t, reg, "ecrproxy_upstream_request_duration_seconds", "kind", "manifest", "method", "HEAD", "registry", "shared"); got != 1 {
 		t.Errorf("duration observations = %v, want 1", got)
 	}
 }

@@ -96,6 +96,8 @@ func TestMetricsMatchWhatECRSaw(t *testing.T) {
 	waitServed(t, p, 1, "/manifests/")
 	waitServed(t, p, int(blobs), "/blobs/")
 	cold := scrape(t, p)
+	// One registry without a prefix is labelled with its host.
+	reg := `registry="` + emu.RegistryHost() + `"`
 	checks := []struct {
 		name, labels string
 		want         float64
@@ -104,9 +106,9 @@ func TestMetricsMatchWhatECRSaw(t *testing.T) {
 		{"ecrproxy_cache_requests_total", `kind="blob",result="miss"`, blobs},
 		{"ecrproxy_cache_requests_total", `kind="blob",result="hit"`, 0},
 		{"ecrproxy_cache_requests_total", `kind="manifest",result="miss"`, float64(emu.Count(ecrtest.KindManifestGET))},
-		{"ecrproxy_token_mints_total", `result="success"`, float64(emu.Count(ecrtest.KindTokenMint))},
-		{"ecrproxy_token_mints_total", `result="failure"`, 0},
-		{"ecrproxy_upstream_requests_total", `code="200",kind="s3",method="GET"`, float64(emu.Count(ecrtest.KindS3GET))},
+		{"ecrproxy_token_mints_total", reg + `,result="success"`, float64(emu.Count(ecrtest.KindTokenMint))},
+		{"ecrproxy_token_mints_total", reg + `,result="failure"`, 0},
+		{"ecrproxy_upstream_requests_total", `code="200",kind="s3",method="GET",` + reg, float64(emu.Count(ecrtest.KindS3GET))},
 	}
 	for _, c := range checks {
 		if got := metric(cold, c.name, c.labels); got != c.want {
@@ -117,7 +119,7 @@ func TestMetricsMatchWhatECRSaw(t *testing.T) {
 	if upstreamBytes <= float64(len(want.layers))*(256<<10) {
 		t.Errorf("blob bytes served from upstream = %v, want the image's blobs", upstreamBytes)
 	}
-	expiry := metric(cold, "ecrproxy_token_expiry_timestamp_seconds", "")
+	expiry := metric(cold, "ecrproxy_token_expiry_timestamp_seconds", reg)
 	if in := time.Until(time.Unix(int64(expiry), 0)); in < 11*time.Hour || in > 13*time.Hour {
 		t.Errorf("token expires in %v, want about 12 h (the emulator's lifetime)", in)
 	}
@@ -135,7 +137,7 @@ func TestMetricsMatchWhatECRSaw(t *testing.T) {
 	if got := metric(warm, "ecrproxy_served_bytes_total", `kind="blob",source="cache"`); got != upstreamBytes {
 		t.Errorf("blob bytes from the cache = %v, want the %v fetched cold", got, upstreamBytes)
 	}
-	if got := metric(warm, "ecrproxy_token_mints_total", `result="success"`); got != 1 || emu.Count(ecrtest.KindTokenMint) != 0 {
+	if got := metric(warm, "ecrproxy_token_mints_total", reg+`,result="success"`); got != 1 || emu.Count(ecrtest.KindTokenMint) != 0 {
 		t.Errorf("the warm pull minted: metric %v, emulator %d", got, emu.Count(ecrtest.KindTokenMint))
 	}
 }

@@ -121,6 +121,16 @@ func TestRegistriesPullAndPushThroughEachPrefix(t *testing.T) {
 		t.Errorf("registry b has pushed:1 at %q, want %s", got, want)
 	}
 
+	text := scrape(t, r.proxy)
+	for _, prefix := range []string{"shared", "prod"} {
+		if got := metric(text, "ecrproxy_token_mints_total", `registry="`+prefix+`",result="success"`); got != 1 {
+			t.Errorf("token mints of registry %s = %v, want 1", prefix, got)
+		}
+		if got := metric(text, "ecrproxy_upstream_requests_total", `code="200",kind="manifest",method="GET",registry="`+prefix+`"`); got < 1 {
+			t.Errorf("manifest GETs of registry %s = %v, want at least 1", prefix, got)
+		}
+	}
+
 	ids := r.proxy.Logs()
 	if !strings.Contains(ids, "assumed-role/ecr-proxy-pull/") || !strings.Contains(ids, "registry=prod") {
 		t.Errorf("no identity line for registry prod with the assumed role in:\n%s", ids)

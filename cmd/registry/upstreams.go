@@ -57,15 +57,16 @@ func newUpstreams(s *settings, base aws.Config, mets *ecrmetrics.Metrics, upstre
 			log = log.WithField("registry", reg.label())
 		}
 		cfg := registryAWSConfig(base, reg)
+		regMets := mets.ForRegistry(reg.label())
 		tokens, err := ecrauth.NewTokenSource(ecr.NewFromConfig(cfg),
 			ecrauth.WithRenewInterval(reg.renew),
-			ecrauth.WithMintObserver(mets.ObserveMint),
+			ecrauth.WithMintObserver(regMets.ObserveMint),
 			ecrauth.WithLogger(log))
 		if err != nil {
 			return nil, err
 		}
 		tr, err := ecrauth.NewTransport(reg.url, tokens,
-			ecrauth.WithBase(gateway.UpstreamTimer(mets.InstrumentTransport(upstreamTransport(s.ecr.Resolver)))),
+			ecrauth.WithBase(gateway.UpstreamTimer(regMets.InstrumentTransport(upstreamTransport(s.ecr.Resolver)))),
 			ecrauth.WithRoundTripObserver(upstream.Observe))
 		if err != nil {
 			return nil, err
