@@ -111,8 +111,11 @@ type options struct {
 	listXFail   bool
 	keepWorkDir bool
 	hold        bool
-	ecrDigests  bool              // the emulator stores sha256 only, as ECR
-	expected    []expectedFailure // defaultExpectedFailures
+	ecrDigests  bool // the emulator stores sha256 only, as ECR
+	// prefix serves the emulator's registry under this repository
+	// prefix (ecr.registries, through auth.Router); "" is proxy.remoteurl.
+	prefix   string
+	expected []expectedFailure // defaultExpectedFailures
 }
 
 func main() {
@@ -153,6 +156,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.listXFail, "list-expected-failures", false, "print the expected failures and exit")
 	fs.BoolVar(&o.keepWorkDir, "keep", false, "keep the work directory (binaries, proxy cache)")
 	fs.BoolVar(&o.ecrDigests, "ecr-digests", false, "run the emulator with ECR's digests: sha256 only (by default it supports sha512 as well, as the suite's registry does)")
+	fs.StringVar(&o.prefix, "prefix", "", "serve the emulator's registry under this repository prefix (ecr.registries), and run the suite on prefixed repositories")
 	fs.BoolVar(&o.hold, "hold", false, "after the suite, keep the emulator and the proxy running until interrupted (or -timeout)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -275,7 +279,7 @@ func runSuite(ctx context.Context, o options, work string) (outcome, error) {
 	}
 
 	step("starting the proxy in front of %s", emu.RegistryURL())
-	p, err := startProxy(ctx, proxyBin, emu, work)
+	p, err := startProxy(ctx, proxyBin, emu, work, o.prefix)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -411,8 +415,9 @@ func imageBlobs(img v1.Image) ([]string, error) {
 }
 
 // startProxy runs the proxy in front of emu with a hermetic environment:
-// no credentials but the emulator's, no shared AWS files, no IMDS.
-func startProxy(ctx context.Context, bin string, emu *ecrtest.Emulator, work string) (*proxytest.Proxy, error) {
+// no credentials but the emulator's, no shared AWS files, no IMDS. With
+// prefix, the emulator's registry is the one entry of ecr.registries.
+func startProxy(ctx context.Context, bin string, emu *ecrtest.Emulator, work, prefix string) (*proxytest.Proxy, error) {
 	home := filepath.Join(work, "proxy-home")
 	cache := filepath.Join(work, "proxy-cache")
 	for _, d := range []string{home, cache} {
@@ -420,14 +425,22 @@ func startProxy(ctx context.Context, bin string, emu *ecrtest.Emulator, work str
 			return nil, err
 		}
 	}
-	cfgPath, err := proxytest.WriteConfig(work, proxytest.ConfigOptions{
+	c := proxytest.ConfigOptions{
 		RemoteURL:     emu.RegistryURL(),
 		Region:        emu.Region(),
 		RootDirectory: cache,
 		// The suite's management category deletes tags, manifests and
 		// blobs: DELETE reaches ECR only when enabled.
 		ECRExtra: []string{"delete: enabled"},
-	})
+	}
+	emuEnv := emu.Env()
+	if prefix != "" {
+		c.RemoteURL, c.Region = "", ""
+		c.ECRExtra = append(c.ECRExtra, "registries:",
+			"  - prefix: "+prefix, "    url: "+emu.RegistryURL(), "    region: "+emu.Region())
+		emuEnv = withoutEnv(emuEnv, "ECR")
+	}
+	cfgPath, err := proxytest.WriteConfig(work, c)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +449,7 @@ func startProxy(ctx context.Context, bin string, emu *ecrtest.Emulator, work str
 		"AWS_CONFIG_FILE=" + filepath.Join(home, "no-config"),
 		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "no-credentials"),
 		"OTEL_TRACES_EXPORTER=none",
-	}, emu.Env()...)
+	}, emuEnv...)
 	p, err := proxytest.Start(ctx, proxytest.Config{Binary: bin, Args: []string{"serve", cfgPath}, Env: env})
 	if err != nil {
 		return nil, err
@@ -456,8 +469,8 @@ func suiteEnv(o options, addr string, s seeded, work string) []string {
 		"OCI_VERSION=1.1",
 		"OCI_REGISTRY=" + addr,
 		"OCI_TLS=disabled",
-		"OCI_REPO1=" + repo1,
-		"OCI_REPO2=" + repo2,
+		"OCI_REPO1=" + prefixed(o.prefix, repo1),
+		"OCI_REPO2=" + prefixed(o.prefix, repo2),
 		"OCI_RESULTS_DIR=" + o.resultsDir,
 		"OCI_LOG=debug", // to suite-log.txt; failed tests' requests are read from it
 		"OCI_API_PING=true",
@@ -483,6 +496,14 @@ func suiteEnv(o options, addr string, s seeded, work string) []string {
 		env = append(env, "OCI_FILTER_TEST="+o.filter)
 	}
 	return env
+}
+
+// prefixed is repo under prefix, as clients of the proxy name it.
+func prefixed(prefix, repo string) string {
+	if prefix == "" {
+		return repo
+	}
+	return prefix + "/" + repo
 }
 
 // runSuiteBinary runs the suite in dir and returns its report (stdout) and

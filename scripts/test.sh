@@ -81,6 +81,9 @@ go run ./conformance -categories pull,discovery
 step "OCI distribution-spec conformance: every category, pushing through the proxy"
 go run ./conformance -categories all
 
+step "OCI distribution-spec conformance: every category through a registry prefix (ecr.registries, auth.Router)"
+go run ./conformance -categories all -prefix shared
+
 step "Dockerfile lint"
 ./scripts/dockerfile-lint.sh
 
