@@ -39,29 +39,20 @@ func (d *Driver) Reserve(ctx context.Context, file string, size int64) error {
 		x.mu.Unlock()
 		return fmt.Errorf("reserving %d bytes under maxsize %d: %w", size, x.maxSize, ErrBlobTooLarge)
 	}
+	if x.maxSize > 0 && !x.canFitLocked(grow) {
+		indexed, reserved := x.size, x.reserved
+		x.mu.Unlock()
+		return fmt.Errorf("reserving %d bytes: %d bytes of blobs, those in use not evictable, and %d reserved leave no room under maxsize %d: %w",
+			size, indexed, reserved, x.maxSize, ErrCacheFull)
+	}
 	x.reservations[file] = size
 	x.reserved += grow
 	var victims []*entry
 	if x.overLocked() {
 		victims = x.pickVictimsLocked(0, "")
 	}
-	over := x.overLocked()
-	indexed, reserved := x.size, x.reserved-grow
-	if over {
-		// Undone before anyone sees the bound crossed; the victims
-		// chosen are deleted all the same.
-		x.reservations[file] = have
-		x.reserved -= grow
-		if have == 0 {
-			delete(x.reservations, file)
-		}
-	}
 	x.mu.Unlock()
 	x.deleteAll(ctx, victims, reasonEvicted)
-	if over {
-		return fmt.Errorf("reserving %d bytes: %d bytes of blobs in use and %d reserved leave no room under maxsize %d: %w",
-			size, indexed, reserved, x.maxSize, ErrCacheFull)
-	}
 	if err := x.checkFree(file); err != nil {
 		x.shrink(file, have)
 		return fmt.Errorf("reserving %d bytes: %w", size, err)
@@ -81,6 +72,21 @@ func (d *Driver) Reserved() int64 {
 	d.idx.mu.Lock()
 	defer d.idx.mu.Unlock()
 	return d.idx.reserved
+}
+
+// canFitLocked reports whether grow more bytes fit under maxSize once the
+// blobs eviction may delete (neither busy nor pinned) are gone, so that a
+// reservation that cannot be made evicts nothing.
+func (x *index) canFitLocked(grow int64) bool {
+	excess := x.size + x.reserved + grow - x.maxSize
+	now := x.now()
+	for el := x.lru.Back(); el != nil && excess > 0; el = el.Prev() {
+		e := el.Value.(*entry)
+		if e.refs == 0 && !e.pinned.After(now) {
+			excess -= e.size
+		}
+	}
+	return excess <= 0
 }
 
 // unreserveLocked releases the reservation of file.

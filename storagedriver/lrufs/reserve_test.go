@@ -90,6 +90,7 @@ func TestReserveRefusals(t *testing.T) {
 	if !errors.Is(err, ErrBlobTooLarge) {
 		t.Errorf("Reserve over maxsize: %v, want ErrBlobTooLarge", err)
 	}
+	cached := e.mustPushLayer(blobContent(1, 2_000))
 	first := emptySpool(t, root)
 	if err := e.d.Reserve(ctx, first, 6_000); err != nil {
 		t.Fatalf("Reserve: %v", err)
@@ -97,6 +98,9 @@ func TestReserveRefusals(t *testing.T) {
 	second := emptySpool(t, root)
 	if err := e.d.Reserve(ctx, second, 6_000); !errors.Is(err, ErrCacheFull) {
 		t.Errorf("Reserve beyond the room other reservations leave: %v, want ErrCacheFull", err)
+	}
+	if !e.exists(cached) {
+		t.Error("a reservation that could not be made evicted a blob all the same")
 	}
 	if r := e.d.Reserved(); r != 6_000 {
 		t.Errorf("reserved after a refusal = %d, want 6000", r)
