@@ -500,6 +500,10 @@ func TestNothingLeftOutsideTheBound(t *testing.T) {
 			t.Fatalf("pull %d of a blob larger than maxsize: %d bytes, %v", i, len(b), err)
 		}
 	}
+	// Each pull's download was streamed without caching, and counted.
+	if got := waitForMetric(t, p, "ecrproxy_cache_uncached_total", `reason="too_large"`, func(v float64) bool { return v >= 3 }); got != 3 {
+		t.Errorf(`ecrproxy_cache_uncached_total{reason="too_large"} = %v, want 3`, got)
+	}
 	stop(t, p) // waits for the downloads to be given up
 	if left := c.leftovers(t); len(left) != 0 {
 		t.Errorf("after pulls of a blob over the bound: %v", left)

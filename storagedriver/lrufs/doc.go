@@ -95,8 +95,9 @@
 // uploads (…/_uploads/<uuid>/data) swallow write errors such as ENOSPC: they
 // remember the first, report the data as written, and fail Commit with it.
 // The client gets all its bytes and the blob is not cached. Those uploads
-// are not reserved; ecr-proxy's own downloads and pushes do not use them
-// when the cache is lrufilesystem.
+// are not reserved; ecr-proxy's own downloads and pushes go through them
+// only when their spool is on another filesystem than the cache (Adopt
+// cannot rename), and then after releasing their reservation.
 //
 // # Restart, and why there is no journal
 //
