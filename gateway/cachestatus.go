@@ -11,6 +11,7 @@ import (
 
 	"github.com/ecr-proxy/ecr-proxy/internal/abort"
 	"github.com/ecr-proxy/ecr-proxy/internal/stale"
+	"github.com/ecr-proxy/ecr-proxy/internal/storagefail"
 	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
 
@@ -31,6 +32,7 @@ type fetchRecorder struct {
 	stale    *stale.Note            // why the answer is served stale (pullthrough)
 	cause    atomic.Pointer[string] // why its last upstream round trip failed
 	abort    *abort.Flag            // the response must be aborted (pullthrough)
+	storage  *storagefail.Flag      // the cache's storage failed
 }
 
 type recorderKey struct{}
@@ -38,7 +40,8 @@ type recorderKey struct{}
 func withRecorder(ctx context.Context) (context.Context, *fetchRecorder) {
 	ctx, note := stale.With(ctx)
 	ctx, flag := abort.With(ctx)
-	rec := &fetchRecorder{stale: note, abort: flag}
+	ctx, storage := storagefail.With(ctx)
+	rec := &fetchRecorder{stale: note, abort: flag, storage: storage}
 	return context.WithValue(ctx, recorderKey{}, rec), rec
 }
 

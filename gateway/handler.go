@@ -210,6 +210,17 @@ func (w *readWriter) WriteHeader(code int) {
 		wire.WriteError(w.ResponseWriter, http.StatusBadGateway, "MANIFEST_INVALID", msgManifestRefused)
 		return
 	}
+	if code >= http.StatusInternalServerError && w.rec.storage.Failed() {
+		w.replaced = true
+		w.status = http.StatusServiceUnavailable
+		w.cause = "the cache storage is unavailable"
+		for k := range w.Header() {
+			w.Header().Del(k)
+		}
+		w.Header().Set("Retry-After", "10")
+		wire.WriteError(w.ResponseWriter, http.StatusServiceUnavailable, "UNAVAILABLE", msgStorageUnavailable)
+		return
+	}
 	if (code == http.StatusNotFound || code >= http.StatusInternalServerError) && w.upstream.FailedSince(w.start) {
 		w.replaced = true
 		w.status = http.StatusServiceUnavailable

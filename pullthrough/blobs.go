@@ -50,7 +50,7 @@ func (b *blobStore) Stat(ctx context.Context, dgst digest.Digest) (v1.Descriptor
 		return desc, nil
 	}
 	if !errors.Is(err, distribution.ErrBlobUnknown) {
-		return v1.Descriptor{}, err
+		return v1.Descriptor{}, b.p.storageError(err)
 	}
 	if desc, ok := b.p.inFlight(b.name, dgst); ok {
 		return desc, nil
@@ -145,7 +145,7 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	err = b.serveLocal(ctx, w, r, local, dgst)
 	if err == nil || !errors.Is(err, distribution.ErrBlobUnknown) {
-		return err
+		return b.p.storageError(err)
 	}
 	if err := b.p.failure(requestID(ctx)); err != nil {
 		return clientError(err, dgst) // the download this request's Stat started

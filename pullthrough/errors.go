@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -31,6 +32,19 @@ type upstreamStatusError struct {
 
 func (e *upstreamStatusError) Error() string {
 	return fmt.Sprintf("upstream answered %d %s", e.status, http.StatusText(e.status))
+}
+
+// storageError turns a failure of the cache's storage driver (an S3
+// bucket out of reach) into an honest 503 that names the cache storage,
+// logging the detail: distribution would answer 500 with the driver's
+// error, URLs and addresses included. Other errors pass unchanged.
+func (p *Puller) storageError(err error) error {
+	var se storagedriver.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	p.log.WithError(err).Warn("the cache storage is unavailable")
+	return errcode.ErrorCodeUnavailable.WithMessage("the cache storage is unavailable; retry later")
 }
 
 // clientError turns an upstream failure into the registry error the

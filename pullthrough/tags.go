@@ -55,7 +55,7 @@ func (t *tagService) Get(ctx context.Context, tag string) (v1.Descriptor, error)
 			return v1.Descriptor{}, err
 		}
 		if err := repo.Tags(ctx).Tag(ctx, tag, c.desc); err != nil {
-			return v1.Descriptor{}, err
+			return v1.Descriptor{}, t.p.storageError(err)
 		}
 		t.p.noteTagChecked(key)
 		return c.desc, nil

@@ -18,6 +18,7 @@ import (
 
 	ecrcluster "github.com/ecr-proxy/ecr-proxy/cluster"
 	"github.com/ecr-proxy/ecr-proxy/gateway"
+	"github.com/ecr-proxy/ecr-proxy/internal/storagefail"
 	"github.com/ecr-proxy/ecr-proxy/pullthrough"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/redislru"
 )
@@ -220,6 +221,11 @@ func (e *seedEnv) applyClusterBound(cfg *configuration.Configuration, size strin
 // setupCluster creates the Redis client of the configuration and
 // registers the redislru middleware with distribution (once per process).
 func setupCluster(s *settings, log logrus.FieldLogger) (*cluster, error) {
+	if sharedCache(s) {
+		if err := installStorageFailures(s); err != nil {
+			return nil, err
+		}
+	}
 	c := &cluster{rdb: newRedisClient(s.dist.Redis)}
 	if c.rdb != nil && sharedCache(s) {
 		scheme := "http"
@@ -258,6 +264,26 @@ func setupCluster(s *settings, log logrus.FieldLogger) (*cluster, error) {
 		return nil, fmt.Errorf("register storage middleware %s: %w", redisLRUMiddleware, err)
 	}
 	return c, nil
+}
+
+// storageFailuresMiddleware marks the requests whose cache storage calls
+// failed, for the gateway's honest 503 (internal/storagefail).
+const storageFailuresMiddleware = "ecr-proxy-storage-failures"
+
+// installStorageFailures wraps the (remote) cache driver so that its
+// failures reach the client as 503 naming the cache storage.
+func installStorageFailures(s *settings) error {
+	err := storagemiddleware.Register(storageFailuresMiddleware, func(_ context.Context, d storagedriver.StorageDriver, _ map[string]any) (storagedriver.StorageDriver, error) {
+		return storagefail.Driver{StorageDriver: d}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("register storage middleware %s: %w", storageFailuresMiddleware, err)
+	}
+	if s.dist.Middleware == nil {
+		s.dist.Middleware = map[string][]configuration.Middleware{}
+	}
+	s.dist.Middleware["storage"] = append([]configuration.Middleware{{Name: storageFailuresMiddleware}}, s.dist.Middleware["storage"]...)
+	return nil
 }
 
 // reconcileAfterGC drops from the shared cache's Redis index the blobs a

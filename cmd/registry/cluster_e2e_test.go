@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
@@ -350,5 +351,73 @@ func TestClusterSharedTagWindow(t *testing.T) {
 	}
 	if got := emu.Count(ecrtest.KindManifestHEAD); got != checks {
 		t.Errorf("pulls of the tag through the other replicas within the window: %d more ECR manifest HEADs, want none", got-checks)
+	}
+}
+
+// TestClusterS3Down: with the bucket unreachable, a pull of content
+// cached nowhere gets an honest 503 that names the cache storage, at
+// once, and the log says why.
+func TestClusterS3Down(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	emu := ecrtest.New(t)
+	_, img := seedImageContent(t, emu, "team/app:1.0", 1, 1024, types.OCIManifestSchema1)
+	c := newClusterCache(t, emu, "1g")
+	p := c.start(t)
+	c.s3.Stop()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for _, path := range []string{"/v2/team/app/blobs/" + img.layers[0], "/v2/team/app/manifests/1.0", "/v2/team/app/manifests/" + img.digest} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s with S3 down: %v (want an answer, not a hang)", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "cache storage") {
+			t.Errorf("GET %s with S3 down: %s %s, want 503 naming the cache storage", path, resp.Status, body)
+		}
+		if strings.Contains(string(body), c.s3.Addr()) {
+			t.Errorf("GET %s: the answer names the internal S3 address: %s", path, body)
+		}
+	}
+}
+
+// TestClusterRedisDown: Redis stopped mid-run; pulls through every
+// replica go on (each downloads for itself), /readyz says degraded and
+// stays 200, and the loss is logged once per replica and part.
+func TestClusterRedisDown(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	emu := ecrtest.New(t)
+	before := seedImage(t, emu, "team/app:1.0", 2, mib, types.OCIManifestSchema1)
+	after := seedImage(t, emu, "team/app:2.0", 2, mib, types.OCIManifestSchema1)
+	c := newClusterCache(t, emu, "1g")
+	ps := []*proxytest.Proxy{c.start(t), c.start(t), c.start(t)}
+	mustPull(t, ps[0], "team/app:1.0", before)
+
+	c.redis.Stop()
+	for i, err := range pullRoundRobin(t, ps, 6, "team/app:2.0", after) {
+		if err != nil {
+			t.Errorf("client %d with Redis down: %v", i, err)
+		}
+	}
+	mustPull(t, ps[2], "team/app:1.0", before)
+	for i, p := range ps {
+		resp, err := http.Get(p.URL() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"redis":"degraded"`) {
+			t.Errorf("replica %d /readyz with Redis down: %s %s, want 200 with redis degraded", i, resp.Status, body)
+		}
+		if n := strings.Count(p.Logs(), "redis unavailable:"); n < 1 || n > 2 {
+			t.Errorf("replica %d logged the loss of Redis %d times, want once per part (downloads, bound)", i, n)
+		}
 	}
 }
