@@ -24,6 +24,24 @@ func WithPassthrough(p *pushthrough.Passthrough) Option { return func(h *handler
 // WithUpstream sets the tracker the handler asks whether ECR is failing.
 func WithUpstream(u *Upstream) Option { return func(h *handler) { h.upstream = u } }
 
+// WithUpstreamFor sets a function that picks the tracker of the registry
+// a request goes to, for several registries: one registry failing then
+// turns no other registry's 404 into a 503. When it returns nil, the
+// WithUpstream tracker is asked.
+func WithUpstreamFor(pick func(r *http.Request) *Upstream) Option {
+	return func(h *handler) { h.upstreamFor = pick }
+}
+
+// upstreamOf is the tracker of the registry r goes to.
+func (h *handler) upstreamOf(r *http.Request) *Upstream {
+	if h.upstreamFor != nil {
+		if u := h.upstreamFor(r); u != nil {
+			return u
+		}
+	}
+	return h.upstream
+}
+
 // New returns the outer handler around next, distribution's registry.
 func New(next http.Handler, opts ...Option) http.Handler {
 	h := &handler{next: next, upstream: NewUpstream(), log: logx.Discard(), served: func(string, bool, int64) {}}
@@ -36,8 +54,10 @@ func New(next http.Handler, opts ...Option) http.Handler {
 type handler struct {
 	next     http.Handler
 	upstream *Upstream
-	probe    ProbeFunc
-	degraded []componentCheck // reported on /readyz without failing it
+	// upstreamFor picks the tracker per request (WithUpstreamFor).
+	upstreamFor func(r *http.Request) *Upstream
+	probe       ProbeFunc
+	degraded    []componentCheck // reported on /readyz without failing it
 	// registriesProbe is WithRegistriesProbe's, for several registries.
 	registriesProbe RegistriesProbeFunc
 	log             logrus.FieldLogger
@@ -87,7 +107,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, rec := withRecorder(r.Context())
-	rw := &readWriter{ResponseWriter: w, upstream: h.upstream, start: time.Now(), rec: rec,
+	rw := &readWriter{ResponseWriter: w, upstream: h.upstreamOf(r), start: time.Now(), rec: rec,
 		content: !strings.HasSuffix(r.URL.Path, "/tags/list")}
 	served := h.files != nil && h.serveBlobFile(rw, r.WithContext(ctx))
 	served = served || h.tagHeads && h.serveTagHead(rw, r.WithContext(ctx))

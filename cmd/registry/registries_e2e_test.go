@@ -71,7 +71,7 @@ func startTwoRegistries(t *testing.T) *twoRegistries {
 		t.Fatal(err)
 	}
 	if _, err := p.WaitForLines(t.Context(), 2, func(l string) bool {
-		return strings.Contains(l, "AWS identity") || strings.Contains(l, "could not determine the AWS identity")
+		return strings.Contains(l, `msg="AWS identity"`) || strings.Contains(l, "could not determine the AWS identity")
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -172,11 +172,20 @@ func TestRegistriesOneDownOrRefusingLeavesTheOtherAlone(t *testing.T) {
 	digA := seedImage(t, r.a, "base/alpine:1", 1, 4<<10, types.OCIManifestSchema1)
 	digB := seedImage(t, r.b, "app:1", 1, 4<<10, types.OCIManifestSchema1)
 	digB2 := seedImage(t, r.b, "app:2", 1, 4<<10, types.OCIManifestSchema1)
+	digCached := seedImage(t, r.a, "base/cached:1", 1, 4<<10, types.OCIManifestSchema1)
+	mustPull(t, r.proxy, "shared/base/cached:1", digCached)
 
 	if err := r.a.Down(); err != nil {
 		t.Fatal(err)
 	}
 	mustPull(t, r.proxy, "prod/app:1", digB)
+	// A missing tag of the registry that answers is 404, not the 503 of
+	// the one that is down.
+	if code := getStatus(t, r.proxy, "/v2/prod/app/manifests/missing"); code != http.StatusNotFound {
+		t.Errorf("prod/app:missing with registry a down: %d, want 404", code)
+	}
+	// The down registry's cached tag is still served.
+	mustPull(t, r.proxy, "shared/base/cached:1", digCached)
 	status, body := readyz(t, r.proxy)
 	if status != http.StatusOK || body.Registries["shared"] != "unreachable" || body.Registries["prod"] != "reachable" || body.Status != "degraded" {
 		t.Errorf("/readyz with shared down: %d %+v; want 200, degraded, shared unreachable, prod reachable", status, body)

@@ -248,6 +248,9 @@ func registerGateway(s *settings, up *upstreamSide, loc *localSide) *http.Handle
 		if loc.push != nil {
 			opts = append(opts, gateway.WithPassthrough(loc.push))
 		}
+		if o := up.registries.tracker(s.dist.HTTP.Prefix); o != nil {
+			opts = append(opts, o)
+		}
 		handler = gateway.New(next, opts...)
 		if !s.deleteEnabled {
 			handler = refuseDeletes(handler, s.dist.HTTP.Prefix)

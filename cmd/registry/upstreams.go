@@ -34,6 +34,8 @@ type upstreamSet struct {
 	router *ecrauth.Router
 	// registries, in the configuration's order.
 	registries []upstreamClient
+	// trackers are each prefixed registry's upstream tracker, by prefix.
+	trackers map[string]*gateway.Upstream
 }
 
 // upstreamClient is one registry's token source and AWS configuration.
@@ -49,9 +51,15 @@ type upstreamClient struct {
 // global state. base is the AWS configuration of the default credential
 // chain; a registry with a role assumes it from there.
 func newUpstreams(s *settings, base aws.Config, mets *ecrmetrics.Metrics, upstream *gateway.Upstream) (*upstreamSet, error) {
-	set := &upstreamSet{}
+	set := &upstreamSet{trackers: map[string]*gateway.Upstream{}}
 	routes := make([]ecrauth.Route, 0, len(s.upstreams))
 	for _, reg := range s.upstreams {
+		tracker := upstream
+		if reg.prefix != "" {
+			// Its own: its failures say nothing of the other registries.
+			tracker = gateway.NewUpstream()
+			set.trackers[reg.prefix] = tracker
+		}
 		log := logrus.StandardLogger().WithField("component", "ecr-token")
 		if reg.prefix != "" {
 			log = log.WithField("registry", reg.label())
@@ -67,7 +75,7 @@ func newUpstreams(s *settings, base aws.Config, mets *ecrmetrics.Metrics, upstre
 		}
 		tr, err := ecrauth.NewTransport(reg.url, tokens,
 			ecrauth.WithBase(gateway.UpstreamTimer(regMets.InstrumentTransport(upstreamTransport(s.ecr.Resolver)))),
-			ecrauth.WithRoundTripObserver(upstream.Observe))
+			ecrauth.WithRoundTripObserver(tracker.Observe))
 		if err != nil {
 			return nil, err
 		}
@@ -129,6 +137,24 @@ func (set *upstreamSet) readiness(remoteURL string) gateway.Option {
 		return gateway.WithReadinessProbe(pingProbe(remoteURL, set.rt))
 	}
 	return gateway.WithRegistriesProbe(set.router.PingEach)
+}
+
+// tracker is the gateway's WithUpstreamFor option: a repository
+// request's registry's tracker. Without a router it is nil.
+func (set *upstreamSet) tracker(httpPrefix string) gateway.Option {
+	if set.router == nil {
+		return nil
+	}
+	httpPrefix = strings.TrimSuffix(httpPrefix, "/")
+	return gateway.WithUpstreamFor(func(r *http.Request) *gateway.Upstream {
+		p, ok := strings.CutPrefix(r.URL.Path, httpPrefix)
+		if name, _, api := ecrauth.SplitAPIPath(p); ok && api {
+			if rt, _, known := set.router.Match(name); known {
+				return set.trackers[rt.Prefix]
+			}
+		}
+		return nil
+	})
 }
 
 // refuseUnknownPrefixes answers a repository request whose name is under
