@@ -421,3 +421,64 @@ func TestClusterRedisDown(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRedirects: with storage.redirect enabled, a blob hit is
+// answered with a redirect to a presigned URL of the bucket, so its bytes
+// skip the proxy; a client following it gets the right bytes.
+func TestClusterRedirects(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	emu := ecrtest.New(t)
+	digest, img := seedImageContent(t, emu, "team/app:1.0", 1, mib, types.OCIManifestSchema1)
+	c := newS3Cache(t, emu, proxytest.ConfigOptions{StorageParams: map[string]string{}})
+	cfg, err := os.ReadFile(c.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Redirects are off unless asked for.
+	cfg = []byte(strings.Replace(string(cfg), "storage:\n", "storage:\n  redirect:\n    disable: false\n", 1))
+	if err := os.WriteFile(c.cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := c.start(t)
+	mustPull(t, p, "team/app:1.0", digest) // cold: streamed, then committed
+	stop(t, p)
+	p = c.start(t)
+
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(p.URL() + "/v2/team/app/blobs/" + img.layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, c.s3.Endpoint()+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
+		t.Fatalf("blob hit with redirects on: %s Location %q, want 307 to a presigned URL of the bucket", resp.Status, loc)
+	}
+	before := emu.Count(ecrtest.KindBlobGET)
+	mustPull(t, p, "team/app:1.0", digest) // go-containerregistry follows, and checks every digest
+	if got := emu.Count(ecrtest.KindBlobGET); got != before {
+		t.Errorf("pull of cached content with redirects: %d ECR blob GETs, want none", got-before)
+	}
+}
+
+// TestClusterNoRedirectsByDefault: without storage.redirect, blob hits
+// from the bucket are served by the proxy itself.
+func TestClusterNoRedirectsByDefault(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	emu := ecrtest.New(t)
+	digest, img := seedImageContent(t, emu, "team/app:1.0", 1, 1024, types.OCIManifestSchema1)
+	c := newS3Cache(t, emu, proxytest.ConfigOptions{})
+	p := c.start(t)
+	mustPull(t, p, "team/app:1.0", digest)
+	stop(t, p)
+	p = c.start(t)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(p.URL() + "/v2/team/app/blobs/" + img.layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache-Status") != "HIT" {
+		t.Errorf("blob hit without storage.redirect: %s, X-Cache-Status %q; want 200 HIT from the proxy", resp.Status, resp.Header.Get("X-Cache-Status"))
+	}
+}

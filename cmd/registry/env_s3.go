@@ -96,8 +96,10 @@ func (e *seedEnv) applyS3(cfg *configuration.Configuration) error {
 	return nil
 }
 
-// checkS3 checks storage.s3 and defaults its region to the ECR region
-// (a bucket in the same region as ECR is the usual setup).
+// checkS3 checks storage.s3, defaults its region to the ECR region (a
+// bucket in the same region as ECR is the usual setup), and turns
+// distribution's redirects to the bucket off unless storage.redirect
+// says otherwise.
 func (s *settings) checkS3() error {
 	if s.dist.Storage.Type() != s3Driver {
 		return nil
@@ -105,6 +107,11 @@ func (s *settings) checkS3() error {
 	params := s.dist.Storage.Parameters()
 	if b, ok := params["bucket"]; !ok || fmt.Sprint(b) == "" {
 		return fmt.Errorf("storage.%s.bucket is required (%s)", s3Driver, envCacheS3Bucket)
+	}
+	if _, ok := s.dist.Storage["redirect"]; !ok {
+		// distribution redirects blob hits to the bucket unless told not
+		// to: here that is opt-in (storage.redirect.disable: false).
+		s.dist.Storage["redirect"] = configuration.Parameters{"disable": true}
 	}
 	if r, ok := params["region"]; !ok || r == nil || fmt.Sprint(r) == "" {
 		if s.region == "" {
