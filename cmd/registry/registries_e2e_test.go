@@ -33,12 +33,38 @@ type twoRegistries struct {
 	proxy *proxytest.Proxy
 }
 
-func startTwoRegistries(t *testing.T) *twoRegistries {
+// newTwoEmulators starts registries a and b behind one AWS API endpoint,
+// and returns the proxy's environment for it (without ECR).
+func newTwoEmulators(t *testing.T) (a, b *ecrtest.Emulator, env []string) {
 	t.Helper()
-	a := ecrtest.New(t)
-	b := ecrtest.New(t, ecrtest.WithRegion(prodRegion), ecrtest.WithAccountID(prodAccount),
+	a = ecrtest.New(t)
+	b = ecrtest.New(t, ecrtest.WithRegion(prodRegion), ecrtest.WithAccountID(prodAccount),
 		ecrtest.WithAssumedRoleOnly(prodRole, prodExternalID))
 	front := ecrtest.NewAPIFront(t, a, b)
+	for _, kv := range front.Env() {
+		if !strings.HasPrefix(kv, "ECR=") {
+			env = append(env, kv)
+		}
+	}
+	return a, b, env
+}
+
+// settleTwo waits for both registries' first tokens and identity lookups.
+func settleTwo(t *testing.T, p *proxytest.Proxy) {
+	t.Helper()
+	if _, err := p.WaitForLines(t.Context(), 2, func(l string) bool { return strings.Contains(l, "minted ECR token") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitForLines(t.Context(), 2, func(l string) bool {
+		return strings.Contains(l, `msg="AWS identity"`) || strings.Contains(l, "could not determine the AWS identity")
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startTwoRegistries(t *testing.T) *twoRegistries {
+	t.Helper()
+	a, b, env := newTwoEmulators(t)
 	cfg, err := proxytest.WriteConfig(t.TempDir(), proxytest.ConfigOptions{
 		RootDirectory: t.TempDir(),
 		ECRExtra: []string{
@@ -56,26 +82,27 @@ func startTwoRegistries(t *testing.T) *twoRegistries {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var env []string
-	for _, kv := range front.Env() {
-		if !strings.HasPrefix(kv, "ECR=") {
-			env = append(env, kv)
-		}
-	}
 	p, err := startProcess(t, []string{"serve", cfg}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Settled: both registries' first tokens and identity lookups.
-	if _, err := p.WaitForLines(t.Context(), 2, func(l string) bool { return strings.Contains(l, "minted ECR token") }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.WaitForLines(t.Context(), 2, func(l string) bool {
-		return strings.Contains(l, `msg="AWS identity"`) || strings.Contains(l, "could not determine the AWS identity")
-	}); err != nil {
-		t.Fatal(err)
-	}
+	settleTwo(t, p)
 	return &twoRegistries{a: a, b: b, proxy: p}
+}
+
+// TestRegistriesFromTheContainerEnvironment: with no file, ECR_REGISTRIES
+// configures both registries, the role and its external ID included.
+func TestRegistriesFromTheContainerEnvironment(t *testing.T) {
+	a, b, env := newTwoEmulators(t)
+	digA := seedImage(t, a, "base/alpine:1", 1, 4<<10, types.OCIManifestSchema1)
+	digB := seedImage(t, b, "app:1", 1, 4<<10, types.OCIManifestSchema1)
+	env = append(env, "CACHE_DIR="+t.TempDir(), "ECR_PUSH=disabled",
+		"ECR_REGISTRIES=shared="+a.RegistryURL()+",region="+a.Region()+
+			"; prod="+b.RegistryURL()+",region="+b.Region()+",role="+prodRole+",externalid="+prodExternalID+",renewinterval=2")
+	p, _ := startSeedProxy(t, func(port string) []string { return append(env, "PORT="+port) })
+	settleTwo(t, p)
+	mustPull(t, p, "shared/base/alpine:1", digA)
+	mustPull(t, p, "prod/app:1", digB)
 }
 
 // TestRegistriesPullAndPushThroughEachPrefix: each prefix pulls its own
