@@ -29,6 +29,10 @@ type Route struct {
 	// Transport sends the registry's requests: its own *Transport, with
 	// its own token source.
 	Transport http.RoundTripper
+	// Region, when set, is the region the registry's S3 redirects are
+	// signed for: a presigned URL whose credential names it is sent
+	// through this route's Transport (its metrics), not the first's.
+	Region string
 }
 
 // route is a Route with its URL parsed.
@@ -45,8 +49,9 @@ type route struct {
 // prefixed name, so that callers (distribution's proxy, the push
 // passthrough) never learn that there are several registries. The API
 // version check (GET /v2/) goes to every registry. Requests to any other
-// host (the S3 URLs ECR redirects blob GETs to) go through the first
-// route's Transport, which passes them on unchanged.
+// host (the S3 URLs ECR redirects blob GETs to) go through the Transport
+// of the route whose Region the URL's signature names, else the first
+// route's; a Transport passes them on unchanged.
 type Router struct {
 	virtual *url.URL
 	routes  []route
@@ -147,7 +152,7 @@ func SplitAPIPath(p string) (name, rest string, ok bool) {
 // RoundTrip implements http.RoundTripper.
 func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !strings.EqualFold(req.URL.Scheme, r.virtual.Scheme) || wire.CanonicalHost(req.URL) != wire.CanonicalHost(r.virtual) {
-		return r.other.RoundTrip(req)
+		return r.otherFor(req.URL).RoundTrip(req)
 	}
 	if req.URL.Path == "/v2/" || req.URL.Path == "/v2" {
 		return r.ping(req)
@@ -173,6 +178,21 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Request = req
 	}
 	return resp, err
+}
+
+// otherFor is the Transport for a URL on another host: the route whose
+// Region a presigned URL's credential scope (X-Amz-Credential,
+// key/date/region/service/aws4_request) names, else the first route's.
+func (r *Router) otherFor(u *url.URL) http.RoundTripper {
+	scope := strings.Split(u.Query().Get("X-Amz-Credential"), "/")
+	if len(scope) == 5 {
+		for i := range r.routes {
+			if r.routes[i].Region != "" && r.routes[i].Region == scope[2] {
+				return r.routes[i].Transport
+			}
+		}
+	}
+	return r.other
 }
 
 // UnknownNameMessage says that name has no configured prefix, listing

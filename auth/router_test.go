@@ -318,3 +318,45 @@ func TestCheckPrefixes(t *testing.T) {
 		t.Errorf("NewRouter with overlapping prefixes: %v", err)
 	}
 }
+
+// countingTransport counts the requests it sends on.
+type countingTransport struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	n    int
+}
+
+func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return c.base.RoundTrip(req)
+}
+
+func (c *countingTransport) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func TestRouterSendsPresignedURLsThroughTheirRegionsRoute(t *testing.T) {
+	s3 := newUpstreamRecorder(t)
+	a, b := &countingTransport{base: http.DefaultTransport}, &countingTransport{base: http.DefaultTransport}
+	r, err := NewRouter(virtualURL, []Route{
+		{Prefix: "shared", URL: "http://127.0.0.1:1", Transport: a, Region: "eu-west-1"},
+		{Prefix: "prod", URL: "http://127.0.0.1:2", Transport: b, Region: "us-east-1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"X-Amz-Credential=AKID%2F20261130%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=s",
+		"X-Amz-Credential=AKID%2F20261130%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Signature=s",
+		"X-Amz-Credential=AKID%2F20261130%2Fap-south-1%2Fs3%2Faws4_request&X-Amz-Signature=s",
+	} {
+		do(t, r, http.MethodGet, s3.srv.URL+"/bucket/obj?"+q)
+	}
+	if a.count() != 2 || b.count() != 1 {
+		t.Errorf("sent through shared %d, prod %d; want 2 (its region, and the unknown one) and 1", a.count(), b.count())
+	}
+}

@@ -156,6 +156,9 @@ func TestRegistriesPullAndPushThroughEachPrefix(t *testing.T) {
 		if got := metric(text, "ecrproxy_upstream_requests_total", `code="200",kind="manifest",method="GET",registry="`+prefix+`"`); got < 1 {
 			t.Errorf("manifest GETs of registry %s = %v, want at least 1", prefix, got)
 		}
+		if got := metric(text, "ecrproxy_upstream_requests_total", `code="200",kind="s3",method="GET",registry="`+prefix+`"`); got < 1 {
+			t.Errorf("S3 GETs of registry %s's redirects = %v, want at least 1", prefix, got)
+		}
 	}
 
 	ids := r.proxy.Logs()

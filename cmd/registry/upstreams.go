@@ -80,7 +80,7 @@ func newUpstreams(s *settings, base aws.Config, mets *ecrmetrics.Metrics, upstre
 			return nil, err
 		}
 		set.registries = append(set.registries, upstreamClient{reg: reg, tokens: tokens, aws: cfg, log: log})
-		routes = append(routes, ecrauth.Route{Prefix: reg.prefix, URL: reg.url, Transport: tr})
+		routes = append(routes, ecrauth.Route{Prefix: reg.prefix, URL: reg.url, Transport: tr, Region: reg.region})
 		set.rt = tr
 	}
 	if len(routes) == 1 && routes[0].Prefix == "" {
