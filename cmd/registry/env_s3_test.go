@@ -99,3 +99,23 @@ func TestRedisLRUConfigChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterExampleEnvironment: the variables of
+// deploy/kubernetes-cluster/deployment.yaml configure a replica.
+func TestClusterExampleEnvironment(t *testing.T) {
+	s, err := loadSettings("", envMap("ECR", "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com", "PORT", "5000",
+		"CACHE_S3_BUCKET", "team-ecr-cache", "CACHE_S3_PREFIX", "ecr-proxy", "CACHE_MAX_SIZE", "500g",
+		"REDIS_ADDR", "ecr-proxy-redis:6379", "ADVERTISE_URL", "http://10.1.2.3:5000"))
+	if err != nil {
+		t.Fatalf("loadSettings: %v", err)
+	}
+	if s.ecr.Advertise != "http://10.1.2.3:5000" || s.dist.Storage.Type() != s3Driver || len(redisLRUOptions(s.dist)) != 1 {
+		t.Errorf("advertise %q, driver %q, %d redislru middlewares; want the URL, s3 and one", s.ecr.Advertise, s.dist.Storage.Type(), len(redisLRUOptions(s.dist)))
+	}
+	if d, _ := s.dist.Storage["redirect"]["disable"].(bool); !d {
+		t.Error("redirects to the bucket are on by default")
+	}
+	if _, err := loadSettings("", envMap("ECR", seedECR, "PORT", "5000", "ADVERTISE_URL", "10.1.2.3:5000")); err == nil || !strings.Contains(err.Error(), "ecr.advertise") {
+		t.Errorf("ADVERTISE_URL without a scheme: %v, want an error naming ecr.advertise", err)
+	}
+}

@@ -152,9 +152,15 @@ func (m *manifests) decode(name string, data []byte) error {
 
 func loadManifests(t *testing.T) *manifests {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(manifestDir, "*.y*ml"))
+	return loadManifestsIn(t, manifestDir)
+}
+
+// loadManifestsIn decodes every manifest of dir strictly.
+func loadManifestsIn(t *testing.T, dir string) *manifests {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "*.y*ml"))
 	if err != nil || len(paths) == 0 {
-		t.Fatalf("no manifests in %s (%v)", manifestDir, err)
+		t.Fatalf("no manifests in %s (%v)", dir, err)
 	}
 	m := &manifests{files: map[string][]string{}}
 	for _, p := range paths {
