@@ -98,7 +98,9 @@ It is configured in one of two ways:
 
        ECR=https://123456789012.dkr.ecr.eu-central-1.amazonaws.com PORT=5000 registry serve
 
-     ECR                   the registry URL (required)
+     ECR                   the registry URL (required, unless ECR_REGISTRIES)
+     ECR_REGISTRIES        several registries by repository prefix, instead of ECR:
+                           "shared=URL; prod=URL,role=ARN,externalid=ID" (see README)
      PORT                  the port to listen on (required)
      CACHE_DIR             the cache directory (default /cache)
      CACHE_MAX_SIZE        the cache's bound (default 75g)
