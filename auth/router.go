@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -265,46 +264,61 @@ func (r *Router) virtualURL(rt *route, raw string) string {
 }
 
 // ping sends the API version check to every registry at once and
-// answers with the first registry's answer below 500 (in the routes'
-// order), so that one registry down does not hide the others; when none
-// answers below 500, the first registry's answer or error.
+// answers with the first answer below 500, without waiting for the
+// others (drained as they come), so that a registry that is down or
+// does not answer neither hides nor delays the others; when none
+// answers below 500, with the first route's answer or error.
 func (r *Router) ping(req *http.Request) (*http.Response, error) {
-	type result struct {
-		resp *http.Response
-		err  error
-	}
-	results := make([]result, len(r.routes))
-	var wg sync.WaitGroup
+	closeBody(req)
+	results := make(chan pingResult, len(r.routes))
 	for i := range r.routes {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			rt := &r.routes[i]
 			out := req.Clone(req.Context())
 			u := *req.URL
 			u.Scheme, u.Host = rt.target.Scheme, rt.target.Host
 			out.URL, out.Host, out.Body = &u, "", http.NoBody
 			resp, err := rt.Transport.RoundTrip(out) //nolint:bodyclose // drained below, or returned to the caller
-			results[i] = result{resp, err}
+			results <- pingResult{i, resp, err}
 		}()
 	}
-	wg.Wait()
-	closeBody(req)
-	best := slices.IndexFunc(results, func(x result) bool {
-		return x.err == nil && x.resp.StatusCode < http.StatusInternalServerError
-	})
-	if best < 0 {
-		best = 0
-	}
-	for i, x := range results {
-		if i != best && x.resp != nil {
+	var first pingResult
+	for n := range len(r.routes) {
+		x := <-results
+		if x.err == nil && x.resp.StatusCode < http.StatusInternalServerError {
+			if first.resp != nil {
+				drain(first.resp)
+			}
+			go drainRest(results, len(r.routes)-n-1)
+			x.resp.Request = req
+			return x.resp, nil
+		}
+		if x.i == 0 {
+			first = x
+		} else if x.resp != nil {
 			drain(x.resp)
 		}
 	}
-	if results[best].resp != nil {
-		results[best].resp.Request = req
+	if first.resp != nil {
+		first.resp.Request = req
 	}
-	return results[best].resp, results[best].err
+	return first.resp, first.err
+}
+
+// pingResult is one registry's answer to the API version check.
+type pingResult struct {
+	i    int // the route's index
+	resp *http.Response
+	err  error
+}
+
+// drainRest drains the n answers still to come on results.
+func drainRest(results <-chan pingResult, n int) {
+	for range n {
+		if x := <-results; x.resp != nil {
+			drain(x.resp)
+		}
+	}
 }
 
 // errorResponse is a registry API error answer made up by the router.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // upstreamRecorder is a registry stand-in on loopback that records what
@@ -22,6 +23,8 @@ type upstreamRecorder struct {
 	requests []recorded
 	status   int
 	headers  http.Header
+	// arrived gets a value for each request, once it is recorded.
+	arrived chan struct{}
 }
 
 type recorded struct {
@@ -30,7 +33,7 @@ type recorded struct {
 
 func newUpstreamRecorder(t *testing.T) *upstreamRecorder {
 	t.Helper()
-	u := &upstreamRecorder{status: http.StatusOK, headers: http.Header{}}
+	u := &upstreamRecorder{status: http.StatusOK, headers: http.Header{}, arrived: make(chan struct{}, 64)}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.requests = append(u.requests, recorded{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Authorization")})
@@ -39,6 +42,10 @@ func newUpstreamRecorder(t *testing.T) *upstreamRecorder {
 			w.Header()[k] = v
 		}
 		u.mu.Unlock()
+		select {
+		case u.arrived <- struct{}{}:
+		default: // nobody waits for that many
+		}
 		if r.URL.Path == "/v2/" && r.Header.Get("Authorization") == "" && status < 500 {
 			status = http.StatusUnauthorized
 		}
@@ -47,6 +54,19 @@ func newUpstreamRecorder(t *testing.T) *upstreamRecorder {
 	}))
 	t.Cleanup(u.srv.Close)
 	return u
+}
+
+// waitArrived waits until n more requests have reached u.
+func (u *upstreamRecorder) waitArrived(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for range n {
+		select {
+		case <-u.arrived:
+		case <-timeout:
+			t.Fatalf("%d requests did not reach %s", n, u.srv.URL)
+		}
+	}
 }
 
 func (u *upstreamRecorder) got() []recorded {
@@ -244,12 +264,16 @@ func TestRouterPingReachesEveryRegistryAndSurvivesOneDown(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("ping status %d, want the 401 challenge", resp.StatusCode)
 	}
+	a.waitArrived(t, 1)
+	b.waitArrived(t, 1)
 	if len(a.got()) != 1 || len(b.got()) != 1 {
 		t.Errorf("pings: a %d, b %d; want one each", len(a.got()), len(b.got()))
 	}
 	if errs := r.PingEach(context.Background()); errs["shared"] != nil || errs["team/prod"] != nil {
 		t.Errorf("PingEach with both up: %v", errs)
 	}
+	a.waitArrived(t, 1)
+	b.waitArrived(t, 1)
 
 	a.srv.Close()
 	resp = do(t, r, http.MethodGet, virtualURL+"/v2/")
@@ -358,5 +382,48 @@ func TestRouterSendsPresignedURLsThroughTheirRegionsRoute(t *testing.T) {
 	}
 	if a.count() != 2 || b.count() != 1 {
 		t.Errorf("sent through shared %d, prod %d; want 2 (its region, and the unknown one) and 1", a.count(), b.count())
+	}
+}
+
+func TestRouterPingDoesNotWaitForARegistryThatHangs(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hung.Close)
+	t.Cleanup(func() { close(release) })
+	b := newUpstreamRecorder(t)
+	var routes []Route
+	for _, x := range []struct{ prefix, url string }{{"stuck", hung.URL}, {"prod", b.srv.URL}} {
+		src, err := NewTokenSource(&fakeECR{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := NewTransport(x.url, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, Route{Prefix: x.prefix, URL: x.url, Transport: tr})
+	}
+	r, err := NewRouter(virtualURL, routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, virtualURL+"/v2/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := r.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("ping with one registry hanging: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("ping status %d, want the answering registry's 401", resp.StatusCode)
 	}
 }
