@@ -75,6 +75,9 @@ step "deployment manifests (offline: strict decoding with k8s.io/api)"
 step "benchmark smoke run"
 go run ./bench -smoke
 
+step "cluster benchmark smoke run (three replicas, S3 and Redis)"
+go run ./bench/cluster -smoke
+
 step "OCI distribution-spec conformance: pull and discovery on content preloaded in the emulated ECR"
 go run ./conformance -categories pull,discovery
 

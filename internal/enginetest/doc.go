@@ -8,4 +8,6 @@
 //
 // A missing binary fails the test with the command that installs it:
 // the tests that need an engine run in CI, never skipped silently.
+// RunRedis and RunS3 start the same engines outside a test, for the
+// benchmarks.
 package enginetest

@@ -38,22 +38,11 @@ type engine struct {
 // $(go env GOPATH)/bin, or fails t with how to install it.
 func findBinary(t testing.TB, name, install string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
+	p, err := lookBinary(name, install)
+	if err != nil {
+		t.Fatal(err)
 	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			gopath = filepath.Join(home, "go")
-		}
-	}
-	if p := filepath.Join(gopath, "bin", name); gopath != "" {
-		if _, err := os.Stat(p); err == nil { //nolint:gosec // the test's own GOPATH
-			return p
-		}
-	}
-	t.Fatalf("%s is not installed (not in PATH nor in $GOPATH/bin): %s (scripts/test.sh does this)", name, install)
-	return ""
+	return p
 }
 
 // freeAddr returns a loopback address with a port nobody listens on now.
@@ -147,20 +136,10 @@ func (e *engine) output() string {
 	return e.out.String()
 }
 
-// launch picks a free loopback port, starts e there (trying another port
-// if the chosen one was taken meanwhile), and stops it at cleanup.
+// launch starts e for the test (see run) and stops it at cleanup.
 func launch(t testing.TB, e *engine) {
 	t.Helper()
-	var err error
-	for range 3 {
-		if e.addr, err = freeAddr(); err != nil {
-			t.Fatal(err)
-		}
-		if err = e.start(context.Background()); err == nil {
-			break
-		}
-	}
-	if err != nil {
+	if err := run(e); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -169,6 +148,41 @@ func launch(t testing.TB, e *engine) {
 			t.Logf("%s output:\n%s", e.name, e.output())
 		}
 	})
+}
+
+// run picks a free loopback port and starts e there, trying another port
+// if the chosen one was taken meanwhile.
+func run(e *engine) error {
+	var err error
+	for range 3 {
+		if e.addr, err = freeAddr(); err != nil {
+			return err
+		}
+		if err = e.start(context.Background()); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// lookBinary is findBinary's search, with an error for a missing binary.
+func lookBinary(name, install string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			gopath = filepath.Join(home, "go")
+		}
+	}
+	if gopath != "" {
+		p := filepath.Join(gopath, "bin", name)
+		if _, err := os.Stat(p); err == nil { //nolint:gosec // the caller's own GOPATH
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s is not installed (not in PATH nor in $GOPATH/bin): %s (scripts/test.sh does this)", name, install)
 }
 
 // lockedWriter serialises the child's writes with output's reads.

@@ -2,6 +2,8 @@ package enginetest
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 )
 
@@ -14,18 +16,43 @@ type Redis struct {
 // StartRedis starts redis-server for the test and stops it at cleanup.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	dir := t.TempDir()
-	e := &engine{
+	e := redisEngine(t.TempDir())
+	e.bin = findBinary(t, e.name, redisInstall)
+	launch(t, e)
+	return &Redis{e: e}
+}
+
+// RunRedis starts redis-server outside a test (benchmarks), with its
+// files in dir; Close stops it.
+func RunRedis(dir string) (*Redis, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("redis-server directory: %w", err)
+	}
+	e := redisEngine(dir)
+	var err error
+	if e.bin, err = lookBinary(e.name, redisInstall); err != nil {
+		return nil, err
+	}
+	if err := run(e); err != nil {
+		return nil, err
+	}
+	return &Redis{e: e}, nil
+}
+
+// Close stops the server.
+func (r *Redis) Close() { r.e.stop(false) }
+
+const redisInstall = "apt-get install redis-server"
+
+func redisEngine(dir string) *engine {
+	return &engine{
 		name: "redis-server",
-		bin:  findBinary(t, "redis-server", "apt-get install redis-server"),
 		args: func(addr string) []string {
 			_, port := splitPort(addr)
 			return []string{"--bind", "127.0.0.1", "--port", port, "--dir", dir,
 				"--save", "", "--appendonly", "no", "--protected-mode", "no"}
 		},
 	}
-	launch(t, e)
-	return &Redis{e: e}
 }
 
 // Addr is the server's host:port.

@@ -23,16 +23,38 @@ type S3 struct {
 // and stops it at cleanup. Any access key is accepted.
 func StartS3(t testing.TB, bucket string) *S3 {
 	t.Helper()
-	e := &engine{
+	e := s3Engine(bucket)
+	e.bin = findBinary(t, e.name, s3Install)
+	launch(t, e)
+	return &S3{e: e, Bucket: bucket}
+}
+
+// RunS3 starts the S3-compatible server outside a test (benchmarks);
+// Close stops it.
+func RunS3(bucket string) (*S3, error) {
+	e := s3Engine(bucket)
+	var err error
+	if e.bin, err = lookBinary(e.name, s3Install); err != nil {
+		return nil, err
+	}
+	if err := run(e); err != nil {
+		return nil, err
+	}
+	return &S3{e: e, Bucket: bucket}, nil
+}
+
+// Close stops the server.
+func (s *S3) Close() { s.e.stop(false) }
+
+var s3Install = "go install github.com/johannesboyne/gofakes3/cmd/gofakes3@" + GoFakeS3Version
+
+func s3Engine(bucket string) *engine {
+	return &engine{
 		name: "gofakes3",
-		bin: findBinary(t, "gofakes3",
-			"go install github.com/johannesboyne/gofakes3/cmd/gofakes3@"+GoFakeS3Version),
 		args: func(addr string) []string {
 			return []string{"-host", addr, "-backend", "memory", "-initialbucket", bucket}
 		},
 	}
-	launch(t, e)
-	return &S3{e: e, Bucket: bucket}
 }
 
 // Addr is the server's host:port.
