@@ -43,7 +43,6 @@ type upstreamClient struct {
 	reg    upstreamRegistry
 	tokens *ecrauth.TokenSource
 	aws    aws.Config
-	log    logrus.FieldLogger
 }
 
 // newUpstreams builds a token source and a Transport for every registry
@@ -79,7 +78,7 @@ func newUpstreams(s *settings, base aws.Config, mets *ecrmetrics.Metrics, upstre
 		if err != nil {
 			return nil, err
 		}
-		set.registries = append(set.registries, upstreamClient{reg: reg, tokens: tokens, aws: cfg, log: log})
+		set.registries = append(set.registries, upstreamClient{reg: reg, tokens: tokens, aws: cfg})
 		routes = append(routes, ecrauth.Route{Prefix: reg.prefix, URL: reg.url, Transport: tr, Region: reg.region})
 		set.rt = tr
 	}
@@ -102,9 +101,8 @@ func registryAWSConfig(base aws.Config, reg upstreamRegistry) aws.Config {
 	if reg.role == "" {
 		return cfg
 	}
-	stsCfg := base.Copy()
-	stsCfg.Region = reg.region
-	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(stsCfg), reg.role, func(o *stscreds.AssumeRoleOptions) {
+	// STS in the registry's region, with base's credentials.
+	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), reg.role, func(o *stscreds.AssumeRoleOptions) {
 		o.RoleSessionName = roleSessionName
 		if reg.externalID != "" {
 			o.ExternalID = aws.String(reg.externalID)
