@@ -64,6 +64,15 @@
 // from the local store without asking ECR again, for users whose tags are
 // immutable or who accept that delay; a stale answer does not start it.
 //
+// Several replicas. With a Coordinator (package cluster), replicas that
+// share one cache also share their downloads: the replica that owns a
+// cold blob's download (a Redis lease) runs it as above, and a GET for
+// it on any other replica is forwarded to the owner, whose single flight
+// serves it as bytes arrive; a forwarded request is never forwarded
+// again. With a shared TagWindow, a tag any replica confirmed counts for
+// all. A failure of the cache's storage (an S3 bucket out of reach)
+// answers 503 UNAVAILABLE naming the cache storage.
+//
 // What is not done: blobs cached here are not handed to distribution's TTL
 // scheduler (size is bounded by the storage driver instead), and
 // distribution's notification events are not sent for them.
