@@ -341,7 +341,10 @@ func (p *Passthrough) serve(w http.ResponseWriter, r *http.Request, wr write) {
 		ex.manifest = b
 	case (wr.kind == uploadChunk || wr.kind == uploadComplete) && hasBody:
 		ex.streamed = true
-		ex.sent = counting.NewBody(p.wt.tee(r.Context(), wr.repo, wr.ref, r.Body, r.Header.Get("Content-Range")), nil)
+		// The transport closes the body it sends when ECR answers
+		// early; the client's body stays open so that errorHandler
+		// can drain it (the server closes it after the handler).
+		ex.sent = counting.NewBody(p.wt.tee(r.Context(), wr.repo, wr.ref, io.NopCloser(r.Body), r.Header.Get("Content-Range")), nil)
 		ex.body = ex.sent
 	}
 	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
@@ -438,6 +441,9 @@ func (p *Passthrough) errorHandler(w http.ResponseWriter, r *http.Request, err e
 	if r.Context().Err() != nil {
 		return // the client went away; nobody reads an answer
 	}
+	if ex.streamed {
+		drainBody(w, r.Body)
+	}
 	w.Header().Set("Retry-After", "1")
 	msg := msgPushUnavailable
 	switch {
@@ -447,6 +453,29 @@ func (p *Passthrough) errorHandler(w http.ResponseWriter, r *http.Request, err e
 		msg = msgReferrersUnavailable
 	}
 	wire.WriteError(w, http.StatusServiceUnavailable, "UNAVAILABLE", msg)
+}
+
+// Bounds of drainBody.
+const (
+	maxDrain     = 32 << 20
+	drainTimeout = 10 * time.Second
+)
+
+// drainBody reads and discards what the client still sends of a chunk
+// that ECR will not get, at most maxDrain bytes for at most drainTimeout,
+// before the 503 goes out. An answer sent over a body still arriving
+// makes the server close the connection with bytes unread, and the
+// client's kernel may then see a reset and drop the 503 it had received:
+// the client would see "connection reset by peer" instead of an error it
+// knows to retry. Past the bounds the connection is closed as before.
+func drainBody(w http.ResponseWriter, body io.Reader) {
+	if body == nil {
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(drainTimeout)) // not every writer supports it
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+	_ = rc.SetReadDeadline(time.Time{})
 }
 
 // renewToken runs after ECR refused the token of a streamed upload
