@@ -1,7 +1,8 @@
 // Command cluster measures one ecr-proxy replica against three behind
 // round-robin, sharing a cache in an S3-compatible server (gofakes3) with
-// Redis, in front of the ECR emulator: N clients pull the same cold image
-// at once. It reports the ECR blob GETs, the wall time until every client
+// Redis, and three without Redis (each replica downloading for itself),
+// in front of the ECR emulator: N clients pull the same cold image at
+// once. It reports the ECR blob GETs, the wall time until every client
 // has every byte, and the bytes the replicas read from and wrote to S3
 // (counted by a relay in front of the server, HTTP included).
 //
@@ -100,19 +101,38 @@ func run() error {
 	defer redis.Close()
 
 	lab := &lab{bin: bin, tmp: tmp, emu: emu, s3: s3, relay: relay, redisAddr: redis.Addr(), digest: digest, o: o}
-	results := map[int][]measure{}
+	results := map[setup][]measure{}
 	for r := range o.runs {
-		for _, replicas := range []int{1, 3} {
-			m, err := lab.once(ctx, replicas, fmt.Sprintf("run-%d-%d", r, replicas))
+		for _, st := range setups {
+			m, err := lab.once(ctx, st, fmt.Sprintf("run-%d-%d-%v", r, st.replicas, st.redis))
 			if err != nil {
-				return fmt.Errorf("run %d, %d replicas: %w", r+1, replicas, err)
+				return fmt.Errorf("run %d, %s: %w", r+1, st, err)
 			}
-			fmt.Fprintf(os.Stderr, "run %d, %d replica(s): %+v\n", r+1, replicas, m)
-			results[replicas] = append(results[replicas], m)
+			fmt.Fprintf(os.Stderr, "run %d, %s: %+v\n", r+1, st, m)
+			results[st] = append(results[st], m)
 		}
 	}
 	report(os.Stdout, o, results)
 	return nil
+}
+
+// setup is a number of replicas on the bucket, with Redis or without.
+type setup struct {
+	replicas int
+	redis    bool
+}
+
+// setups are compared in this order.
+var setups = []setup{{1, true}, {3, true}, {3, false}}
+
+func (s setup) String() string {
+	switch {
+	case s.replicas == 1:
+		return "1 replica"
+	case s.redis:
+		return fmt.Sprintf("%d replicas, round-robin, Redis", s.replicas)
+	}
+	return fmt.Sprintf("%d replicas, round-robin, no Redis", s.replicas)
 }
 
 // measure is one run's figures.
@@ -136,10 +156,14 @@ type lab struct {
 // once starts the replicas on a fresh prefix of the bucket (and so fresh
 // Redis keys), pulls with every client at once, and stops the replicas
 // (which lets them finish their uploads) before reading the counters.
-func (l *lab) once(ctx context.Context, replicas int, prefix string) (measure, error) {
+func (l *lab) once(ctx context.Context, st setup, prefix string) (measure, error) {
 	dir := filepath.Join(l.tmp, prefix)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return measure{}, err
+	}
+	extra := ""
+	if st.redis {
+		extra = fmt.Sprintf("redis:\n  addrs: [%s]\nmiddleware:\n  storage:\n    - name: redislru\n      options: {maxsize: 100g}\n", l.redisAddr)
 	}
 	cfg, err := proxytest.WriteConfig(dir, proxytest.ConfigOptions{
 		RemoteURL: l.emu.RegistryURL(), Region: l.emu.Region(), StorageDriver: "s3", RootDirectory: "/" + prefix,
@@ -147,7 +171,7 @@ func (l *lab) once(ctx context.Context, replicas int, prefix string) (measure, e
 			"bucket": l.s3.Bucket, "region": "us-east-1", "regionendpoint": "http://" + l.relay.Addr(),
 			"forcepathstyle": "true", "secure": "false", "accesskey": "bench", "secretkey": "bench",
 		},
-		Extra: fmt.Sprintf("redis:\n  addrs: [%s]\nmiddleware:\n  storage:\n    - name: redislru\n      options: {maxsize: 100g}\n", l.redisAddr),
+		Extra: extra,
 	})
 	if err != nil {
 		return measure{}, err
@@ -158,7 +182,7 @@ func (l *lab) once(ctx context.Context, replicas int, prefix string) (measure, e
 			_ = p.Stop()
 		}
 	}()
-	for range replicas {
+	for range st.replicas {
 		p, err := proxytest.Start(ctx, proxytest.Config{Binary: l.bin, Args: []string{"serve", cfg},
 			Env: append(l.emu.Env(), "HOME="+dir, "OTEL_TRACES_EXPORTER=none", "AWS_EC2_METADATA_DISABLED=true")})
 		if err != nil {
@@ -303,17 +327,13 @@ func (c counter) Write(p []byte) (int, error) {
 }
 
 // report prints the Markdown section.
-func report(w io.Writer, o options, results map[int][]measure) {
+func report(w io.Writer, o options, results map[setup][]measure) {
 	fmt.Fprintf(w, "| %d clients, cold, %d × %d MiB | ECR blob GETs | wall time (s) | S3 read (MiB) | S3 written (MiB) |\n",
 		o.clients, o.layers, o.layerSize>>20)
 	fmt.Fprintln(w, "|---|---|---|---|---|")
-	for _, n := range []int{1, 3} {
-		ms := results[n]
-		label := "1 replica"
-		if n > 1 {
-			label = fmt.Sprintf("%d replicas, round-robin", n)
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", label,
+	for _, st := range setups {
+		ms := results[st]
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", st,
 			med(ms, func(m measure) float64 { return float64(m.ecrBlobGETs) }, "%.0f"),
 			med(ms, func(m measure) float64 { return m.wall.Seconds() }, "%.2f"),
 			med(ms, func(m measure) float64 { return float64(m.s3Read) / (1 << 20) }, "%.0f"),
