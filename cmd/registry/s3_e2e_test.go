@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -69,5 +70,13 @@ func TestS3CacheSharedAcrossProxies(t *testing.T) {
 	mustPull(t, b, "team/app@"+digest, digest)
 	if got := emu.Count(ecrtest.KindBlobGET); got != cold {
 		t.Errorf("pull through a second proxy on the same bucket: %d ECR blob GETs, want %d (all served from S3)", got, cold)
+	}
+	// The bucket's traffic is not ECR's: no upstream request but for
+	// manifests went out of the second proxy.
+	for _, line := range strings.Split(scrape(t, b), "\n") {
+		if strings.HasPrefix(line, "ecrproxy_upstream_requests_total{") && !strings.Contains(line, `kind="manifest"`) &&
+			!strings.Contains(line, `kind="ping"`) && !strings.HasSuffix(line, " 0") {
+			t.Errorf("upstream requests counted for the bucket's traffic: %s", line)
+		}
 	}
 }

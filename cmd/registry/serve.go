@@ -63,10 +63,12 @@ func serve(ctx context.Context, s *settings) error {
 	if err := prepareProcess(s); err != nil {
 		return err
 	}
+	plain := http.DefaultTransport
 	up, err := newUpstreamSide(ctx, s)
 	if err != nil {
 		return err
 	}
+	http.DefaultTransport = bypassCache(s, http.DefaultTransport, plain) // the s3 cache is not ECR
 	spool, err := spoolDir(s)
 	if err != nil {
 		return err
