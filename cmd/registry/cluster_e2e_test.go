@@ -420,6 +420,18 @@ func TestClusterRedisDown(t *testing.T) {
 			t.Errorf("replica %d logged the loss of Redis %d times, want once per part (downloads, bound)", i, n)
 		}
 	}
+
+	// Redis comes back empty: the index is rebuilt from the bucket, with
+	// the blobs pulled meanwhile.
+	if err := c.redis.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !pollUntil(t, func() bool {
+		mustPull(t, ps[1], "team/app:2.0", after)            // uses Redis, which is found back
+		return c.rdb.ZCard(t.Context(), c.lruKey).Val() == 8 // 2 images: 2 layers, a config and a manifest each
+	}) {
+		t.Errorf("the index holds %d blobs after Redis came back empty, want the 8 in the bucket", c.rdb.ZCard(t.Context(), c.lruKey).Val())
+	}
 }
 
 // TestClusterRedirects: with storage.redirect enabled, a blob hit is

@@ -96,6 +96,9 @@ func serve(ctx context.Context, s *settings) error {
 	if err != nil {
 		return fmt.Errorf("start registry: %w", err)
 	}
+	if loc.shared.lru != nil {
+		go loc.shared.lru.RebuildLogged(context.WithoutCancel(ctx)) // an emptied Redis is refilled
+	}
 	if *handler == nil {
 		// An http.Server with a nil handler serves http.DefaultServeMux,
 		// which carries pprof: never on the registry's address.

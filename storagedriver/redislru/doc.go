@@ -56,6 +56,11 @@
 // proxy then serves it without caching it. A reservation whose writer
 // died stays counted until [Driver.Reconcile].
 //
+// An empty index (a new Redis, or one restarted without persistence) is
+// rebuilt from the store by [Driver.Rebuild]: every blob with its size and
+// its modification time as last use, by one replica (a lease). The
+// command runs it at start, and the driver when Redis answers again.
+//
 // # Redis unavailable
 //
 // Reads and writes of blobs never wait for Redis: each Redis call has a

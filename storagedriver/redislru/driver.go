@@ -45,7 +45,21 @@ func New(inner storagedriver.StorageDriver, rdb redis.UniversalClient, p Paramet
 		return nil, errors.New("redislru: maxsize is required")
 	}
 	p = p.withDefaults()
-	return &Driver{StorageDriver: inner, ix: newIndex(rdb, p), p: p}, nil
+	d := &Driver{StorageDriver: inner, ix: newIndex(rdb, p), p: p}
+	d.ix.onRecover = func() { d.RebuildLogged(context.Background()) }
+	return d, nil
+}
+
+// RebuildLogged runs Rebuild and logs what it did; for the start of a
+// replica and the return of Redis, when an emptied Redis is refilled.
+func (d *Driver) RebuildLogged(ctx context.Context) {
+	n, err := d.Rebuild(ctx)
+	switch {
+	case err != nil:
+		d.p.Logger.WithError(err).Warn("rebuild the shared cache index from the store")
+	case n > 0:
+		d.p.Logger.WithField("blobs", n).Info("rebuilt the shared cache index from the store (Redis had none)")
+	}
 }
 
 // Health is nil while Redis answers, and says since when and why not

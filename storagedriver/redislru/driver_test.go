@@ -262,7 +262,51 @@ func TestRedisDown(t *testing.T) {
 	if n := logs.count("redis answers again"); n != 1 {
 		t.Errorf("redis back logged %d times, want once", n)
 	}
-	if got := rdb.Get(ctx, "{ecr-proxy}:total").Val(); got != "10" {
-		t.Errorf("total after redis came back empty = %s, want 10 (the blob written since)", got)
+	// Redis came back empty: the driver rebuilds the index from the
+	// store, in the background: the five blobs, 10 bytes each.
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) && rdb.Exists(ctx, "{ecr-proxy}:evict-lease:built").Val() == 0 {
+		<-tick.C
 	}
+	if got := rdb.Get(ctx, "{ecr-proxy}:total").Val(); got != "50" {
+		t.Errorf("total after redis came back empty = %s, want 50 (every blob in the store, rebuilt)", got)
+	}
+}
+
+// TestRebuild: an emptied Redis is refilled from the store, once, with
+// sizes and modification times; the bound then holds again.
+func TestRebuild(t *testing.T) {
+	srv := enginetest.StartRedis(t)
+	rdb := newClient(t, srv.Addr())
+	store, rs := replicas(t, rdb, 2, redislru.Parameters{MaxSize: 1 << 20, Prefix: "reb"})
+	ctx := t.Context()
+	for i := range 3 {
+		if err := rs[0].PutContent(ctx, blobPath(blob(i, 100)), blob(i, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := rs[1].Rebuild(ctx); err != nil || n != 0 {
+		t.Errorf("Rebuild of an index that has every blob = %d, %v; want none added", n, err)
+	}
+	if n, err := rs[1].Rebuild(ctx); err != nil || n != 0 {
+		t.Errorf("Rebuild of a built index = %d, %v; want nothing done", n, err)
+	}
+	if err := rdb.FlushAll(ctx).Err(); err != nil { // Redis restarted empty
+		t.Fatal(err)
+	}
+	if err := rs[0].PutContent(ctx, blobPath(blob(7, 100)), blob(7, 100)); err != nil { // written before the rebuild
+		t.Fatal(err)
+	}
+	if n, err := rs[1].Rebuild(ctx); err != nil || n != 3 {
+		t.Fatalf("Rebuild = %d, %v; want the 3 blobs the index lacked indexed", n, err)
+	}
+	if got := rdb.Get(ctx, "{reb}:total").Val(); got != "400" {
+		t.Errorf("total after rebuild = %s, want 400", got)
+	}
+	if n, err := rs[0].Rebuild(ctx); err != nil || n != 0 {
+		t.Errorf("second Rebuild = %d, %v; want nothing done", n, err)
+	}
+	_ = store
 }

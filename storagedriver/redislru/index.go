@@ -82,6 +82,7 @@ type index struct {
 	retryAt   time.Time
 	lastErr   error
 	touched   map[string]time.Time // last use recorded by this replica
+	onRecover func()               // called (in a goroutine) when Redis answers again
 }
 
 func newIndex(rdb redis.UniversalClient, p Parameters) *index {
@@ -117,6 +118,9 @@ func (ix *index) do(ctx context.Context, fn func(ctx context.Context) error) err
 	case !ix.downSince.IsZero():
 		ix.p.Logger.WithField("down_for", now.Sub(ix.downSince).Round(time.Millisecond).String()).Info("redis answers again: the shared cache index is updated again")
 		ix.downSince, ix.lastErr = time.Time{}, nil
+		if ix.onRecover != nil {
+			go ix.onRecover()
+		}
 	}
 	if err != nil {
 		ix.retryAt = now.Add(ix.p.RetryInterval)
