@@ -68,8 +68,32 @@ type Coordinator struct {
 	scheme string                 // of the URL SetListenAddr makes
 	self   atomic.Pointer[string] // this replica's lease value: "<url> <token>"
 
+	events func(Event) // observer of forwards, or nil
+
 	mu      sync.Mutex
 	renewed map[string]time.Time
+}
+
+// Event is what happened to a forwarded request, for metrics.
+type Event string
+
+// Events of forwarded requests.
+const (
+	// EventForwarded: the owner answered the forwarded request.
+	EventForwarded Event = "forwarded"
+	// EventOwnerGone: the owner did not answer; its claim was dropped.
+	EventOwnerGone Event = "owner_gone"
+	// EventCut: the owner's answer was cut midway, and so the client's.
+	EventCut Event = "cut"
+)
+
+// WithEvents sets a function told each Event; it must not block.
+func WithEvents(f func(Event)) Option { return func(c *Coordinator) { c.events = f } }
+
+func (c *Coordinator) note(e Event) {
+	if c.events != nil {
+		c.events(e)
+	}
 }
 
 var _ pullthrough.Coordinator = (*Coordinator)(nil)
@@ -293,6 +317,7 @@ func (c *Coordinator) Forward(ctx context.Context, w http.ResponseWriter, r *htt
 			return ctx.Err()
 		}
 		c.drop(ctx, key, owner)
+		c.note(EventOwnerGone)
 		return fmt.Errorf("%w: %s: %w", pullthrough.ErrOwnerGone, base, err)
 	}
 	defer resp.Body.Close() //nolint:errcheck // read to the end or cut
@@ -311,6 +336,9 @@ func (c *Coordinator) Forward(ctx context.Context, w http.ResponseWriter, r *htt
 		// looks complete, and its retry finds the download taken over.
 		c.c.log.WithError(err).WithField("owner", base).Warn("forwarded blob download cut; the client's response is cut too")
 		abort.Request(ctx)
+		c.note(EventCut)
+		return nil
 	}
+	c.note(EventForwarded)
 	return nil
 }

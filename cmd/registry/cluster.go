@@ -13,6 +13,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	storagemiddleware "github.com/distribution/distribution/v3/registry/storage/driver/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
@@ -159,6 +160,10 @@ func (s *settings) checkCluster() error {
 		}
 	}
 	for i, opts := range redisLRUOptions(s.dist) {
+		if !sharedCache(s) {
+			return fmt.Errorf("middleware.storage[%d] (%s) bounds a cache several replicas share, such as storage.s3; storage.%s is local (lrufilesystem has its own maxsize)",
+				i, redisLRUMiddleware, s.dist.Storage.Type())
+		}
 		if _, err := redislru.FromOptions(opts); err != nil {
 			return fmt.Errorf("middleware.storage[%d] (%s): %w", i, redisLRUMiddleware, err)
 		}
@@ -227,31 +232,60 @@ func setupCluster(s *settings, log logrus.FieldLogger) (*cluster, error) {
 		}
 	}
 	c := &cluster{rdb: newRedisClient(s.dist.Redis)}
-	if c.rdb != nil && sharedCache(s) {
-		scheme := "http"
-		if s.dist.HTTP.TLS.Certificate != "" || len(s.dist.HTTP.TLS.LetsEncrypt.Hosts) > 0 {
-			scheme = "https"
-		}
-		coord, err := ecrcluster.New(c.rdb, ecrcluster.WithLogger(log), ecrcluster.WithPrefix(sharedPrefix(s)), ecrcluster.WithScheme(scheme))
-		if err != nil {
-			c.close()
-			return nil, err
-		}
-		c.coord = coord
-		if s.ecr.Advertise != "" {
-			coord.SetAdvertise(s.ecr.Advertise)
-			log.WithField("advertise", s.ecr.Advertise).Info("replica address for the cluster's shared downloads")
-		}
-	}
-	if len(redisLRUOptions(s.dist)) == 0 {
+	if c.rdb == nil || !sharedCache(s) {
 		return c, nil
 	}
+	var sizeOf func(context.Context) (int64, error)
+	if len(redisLRUOptions(s.dist)) > 0 {
+		sizeOf = func(ctx context.Context) (int64, error) {
+			if c.lru == nil {
+				return 0, errors.New("no shared cache yet")
+			}
+			return c.lru.Size(ctx)
+		}
+	}
+	mets, err := newClusterMetrics(prometheus.DefaultRegisterer, sizeOf)
+	if err == nil {
+		err = c.startCoordinator(s, log, mets)
+	}
+	if err == nil && sizeOf != nil {
+		err = c.registerLRU(log, mets)
+	}
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// startCoordinator sets up the shared downloads and tag window.
+func (c *cluster) startCoordinator(s *settings, log logrus.FieldLogger, mets *clusterMetrics) error {
+	scheme := "http"
+	if s.dist.HTTP.TLS.Certificate != "" || len(s.dist.HTTP.TLS.LetsEncrypt.Hosts) > 0 {
+		scheme = "https"
+	}
+	coord, err := ecrcluster.New(c.rdb, ecrcluster.WithLogger(log), ecrcluster.WithPrefix(sharedPrefix(s)),
+		ecrcluster.WithScheme(scheme), ecrcluster.WithEvents(mets.forwarded))
+	if err != nil {
+		return err
+	}
+	c.coord = coord
+	if s.ecr.Advertise != "" {
+		coord.SetAdvertise(s.ecr.Advertise)
+		log.WithField("advertise", s.ecr.Advertise).Info("replica address for the cluster's shared downloads")
+	}
+	return nil
+}
+
+// registerLRU registers the redislru storage middleware with distribution
+// (once per process); the driver it creates is kept in c.lru.
+func (c *cluster) registerLRU(log logrus.FieldLogger, mets *clusterMetrics) error {
 	err := storagemiddleware.Register(redisLRUMiddleware, func(_ context.Context, d storagedriver.StorageDriver, options map[string]any) (storagedriver.StorageDriver, error) {
 		p, err := redislru.FromOptions(options)
 		if err != nil {
 			return nil, fmt.Errorf("middleware.storage %s: %w", redisLRUMiddleware, err)
 		}
-		p.Logger = log
+		p.Logger, p.OnEvict = log, mets.evicted
 		lru, err := redislru.New(d, c.rdb, p)
 		if err != nil {
 			return nil, err
@@ -260,10 +294,9 @@ func setupCluster(s *settings, log logrus.FieldLogger) (*cluster, error) {
 		return lru, nil
 	})
 	if err != nil {
-		c.close()
-		return nil, fmt.Errorf("register storage middleware %s: %w", redisLRUMiddleware, err)
+		return fmt.Errorf("register storage middleware %s: %w", redisLRUMiddleware, err)
 	}
-	return c, nil
+	return nil
 }
 
 // storageFailuresMiddleware marks the requests whose cache storage calls

@@ -129,6 +129,17 @@ func TestClusterBoundAcrossReplicas(t *testing.T) {
 		t.Errorf("pulling image 0 again through another replica: %d ECR blob GETs, want none", got-before)
 	}
 	pull(ps[0], 3) // over the bound: evicts the least recently used, image 1
+	evictions := 0.0
+	for _, p := range ps {
+		m := scrape(t, p)
+		evictions += metric(m, "ecrproxy_shared_cache_evictions_total", "")
+		if size := metric(m, "ecrproxy_shared_cache_size_bytes", ""); size <= 0 || size > 7*mib {
+			t.Errorf("ecrproxy_shared_cache_size_bytes = %v, want the cluster's total, under 7 MiB", size)
+		}
+	}
+	if evictions < 3 {
+		t.Errorf("ecrproxy_shared_cache_evictions_total summed over the replicas = %v, want image 1's blobs at least", evictions)
+	}
 	for _, p := range ps {
 		stop(t, p)
 	}
@@ -222,6 +233,13 @@ func TestClusterSingleFlight(t *testing.T) {
 	}
 	if got := emu.Count(ecrtest.KindBlobGET); got != 4 {
 		t.Errorf("%d ECR blob GETs for 30 clients over 3 replicas, want 4: one per blob (3 layers and the config)", got)
+	}
+	forwarded := 0.0
+	for _, p := range ps {
+		forwarded += metric(scrape(t, p), "ecrproxy_cluster_forwards_total", `result="forwarded"`)
+	}
+	if forwarded < 1 {
+		t.Errorf("ecrproxy_cluster_forwards_total{result=\"forwarded\"} summed over the replicas = %v, want the GETs of blobs other replicas downloaded", forwarded)
 	}
 }
 

@@ -85,14 +85,19 @@ func TestClusterBoundVariables(t *testing.T) {
 }
 
 func TestRedisLRUConfigChecked(t *testing.T) {
-	base := "version: 0.1\nstorage:\n  inmemory: {}\nproxy:\n  remoteurl: " + seedECR + "\necr:\n  push: disabled\n"
+	base := "version: 0.1\nstorage:\n  s3: {bucket: b, region: eu-west-1}\nproxy:\n  remoteurl: " + seedECR + "\necr:\n  push: disabled\n"
 	for _, tc := range []struct{ name, extra, want string }{
 		{"no redis", "middleware:\n  storage:\n    - name: redislru\n      options: {maxsize: 1g}\n", "set redis.addrs"},
 		{"no maxsize", "redis:\n  addrs: [r:6379]\nmiddleware:\n  storage:\n    - name: redislru\n", "option maxsize is required"},
 		{"misspelt option", "redis:\n  addrs: [r:6379]\nmiddleware:\n  storage:\n    - name: redislru\n      options: {maxsize: 1g, lowwatr: 0.5}\n", "unknown option lowwatr"},
+		{"local cache", "redis:\n  addrs: [r:6379]\nmiddleware:\n  storage:\n    - name: redislru\n      options: {maxsize: 1g}\n", "storage.inmemory is local"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := loadSettings(writeFile(t, base+tc.extra), envMap())
+			cfg := base
+			if tc.name == "local cache" {
+				cfg = strings.Replace(base, "s3: {bucket: b, region: eu-west-1}", "inmemory: {}", 1)
+			}
+			_, err := loadSettings(writeFile(t, cfg+tc.extra), envMap())
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "middleware.storage[0]") {
 				t.Errorf("loadSettings: %v, want an error naming middleware.storage[0] and containing %q", err, tc.want)
 			}

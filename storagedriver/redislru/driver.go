@@ -62,6 +62,10 @@ func (d *Driver) RebuildLogged(ctx context.Context) {
 	}
 }
 
+// Size is the bytes of blob data the shared index counts (reservations
+// of writes in progress included).
+func (d *Driver) Size(ctx context.Context) (int64, error) { return d.ix.totalSize(ctx) }
+
 // Health is nil while Redis answers, and says since when and why not
 // otherwise: the cache then works without its shared bound.
 func (d *Driver) Health() error { return d.ix.health() }
@@ -286,6 +290,9 @@ func (d *Driver) evict(ctx context.Context, l *lease, target int64) bool {
 			}
 			total -= n
 			freed = true
+			if d.p.OnEvict != nil {
+				d.p.OnEvict(n)
+			}
 			if !l.renew(ctx) {
 				return freed
 			}

@@ -51,6 +51,9 @@ type Parameters struct {
 	// Logger receives what no caller sees (Redis lost and back,
 	// evictions); nil discards.
 	Logger logrus.FieldLogger
+	// OnEvict, if set, is called with the size of each blob this replica
+	// evicts (for metrics); it must not block.
+	OnEvict func(bytes int64)
 }
 
 // optionKeys are the middleware options FromOptions reads.
