@@ -266,10 +266,21 @@ func (c *Coordinator) Renew(key string) {
 	}()
 }
 
+// noteRenewed records that key's claim was just taken or renewed, and
+// forgets claims older than their deadline once the map grows (claims
+// taken for downloads that never started are not released).
 func (c *Coordinator) noteRenewed(key string) {
+	now := c.c.now()
 	c.mu.Lock()
-	c.renewed[key] = c.c.now()
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	c.renewed[key] = now
+	if len(c.renewed) > 10_000 {
+		for k, t := range c.renewed {
+			if now.Sub(t) > c.ttl {
+				delete(c.renewed, k)
+			}
+		}
+	}
 }
 
 // Release gives up this replica's claim on key.

@@ -58,7 +58,7 @@ func (b *blobStore) Stat(ctx context.Context, dgst digest.Digest) (v1.Descriptor
 	if desc, ok := b.linkCached(ctx, local, dgst); ok {
 		return desc, nil
 	}
-	if _, elsewhere := b.owner(ctx, dgst); requestMethod(ctx) == http.MethodGet && !elsewhere {
+	if requestMethod(ctx) == http.MethodGet && !b.ownedElsewhere(ctx, dgst) {
 		// distribution stats before it serves: a GET's download starts
 		// now and answers the Stat, instead of a HEAD to ECR first.
 		// (One that another replica downloads is forwarded there.)

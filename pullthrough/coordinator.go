@@ -64,6 +64,13 @@ func (b *blobStore) owner(ctx context.Context, dgst digest.Digest) (string, bool
 	return owner, !mine
 }
 
+// ownedElsewhere reports whether another replica owns the download of
+// dgst (see owner).
+func (b *blobStore) ownedElsewhere(ctx context.Context, dgst digest.Digest) bool {
+	_, elsewhere := b.owner(ctx, dgst)
+	return elsewhere
+}
+
 // forward serves a GET of dgst from the replica that owns its download,
 // if another does; handled is false when this replica is to serve it
 // (it owns the download, or took it over from an owner that is gone).
