@@ -36,6 +36,8 @@ const (
 	// envAdvertiseURL is ecr.advertise: the URL the other replicas reach
 	// this one at (http://$(POD_IP):5000).
 	envAdvertiseURL = "ADVERTISE_URL"
+	// envSpoolDir is ecr.spooldir: where downloads in flight are spooled.
+	envSpoolDir = "SPOOL_DIR"
 	// envRedisPassword is redis.password.
 	envRedisPassword = "REDIS_PASSWORD" //nolint:gosec // a variable's name, not a credential
 )
@@ -178,8 +180,8 @@ func (s *settings) checkCluster() error {
 }
 
 // applyShared maps the variables of the scaled-out setup: REDIS_* onto
-// the redis section, ADVERTISE_URL onto ecr.advertise, CACHE_S3_* onto
-// storage.s3 (applyS3).
+// the redis section, ADVERTISE_URL onto ecr.advertise, SPOOL_DIR onto
+// ecr.spooldir, CACHE_S3_* onto storage.s3 (applyS3).
 func (e *seedEnv) applyShared(s *settings) error {
 	cfg := s.dist
 	if v, ok := e.get(envAdvertiseURL); ok {
@@ -200,14 +202,20 @@ func (e *seedEnv) applyShared(s *settings) error {
 	if v, ok := e.get(envRedisPassword); ok {
 		cfg.Redis.Options.Password = v
 	}
-	return e.applyS3(cfg)
+	if v, ok := e.get(envSpoolDir); ok {
+		if !strings.HasPrefix(v, "/") {
+			return fmt.Errorf("%s=%q: want an absolute path", envSpoolDir, v)
+		}
+		s.ecr.SpoolDir = v
+	}
+	return e.applyS3(s)
 }
 
 // applyClusterBound maps CACHE_MAX_SIZE onto the redislru middleware of
 // a shared (s3) cache: the bound holds for the whole cluster.
 func (e *seedEnv) applyClusterBound(cfg *configuration.Configuration, size string) error {
 	if len(cfg.Redis.Options.Addrs) == 0 {
-		return fmt.Errorf("%s over the shared %s cache is a cluster-wide bound kept in Redis: set %s too (or leave %s unset: unbounded)",
+		return fmt.Errorf("%s over the shared %s cache is a cluster-wide bound kept in Redis: set %s too (or set %s empty: unbounded; the image sets it to 75g)",
 			envCacheMaxSize, cfg.Storage.Type(), envRedisAddr, envCacheMaxSize)
 	}
 	if opts := redisLRUOptions(cfg); len(opts) > 0 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -41,9 +42,12 @@ var s3Parameters = []string{
 }
 
 // applyS3 maps the CACHE_S3_* variables onto storage.s3. A bucket
-// switches the cache from a filesystem driver to s3; the other variables
-// need the bucket or an s3 driver in the file.
-func (e *seedEnv) applyS3(cfg *configuration.Configuration) error {
+// switches the cache from a filesystem driver to s3 (and the downloads
+// in flight, unless SPOOL_DIR or ecr.spooldir says otherwise, to the
+// directory the cache was in); the other variables need the bucket or an
+// s3 driver in the file.
+func (e *seedEnv) applyS3(s *settings) error {
+	cfg := s.dist
 	bucket, bucketSet := e.get(envCacheS3Bucket)
 	driver := cfg.Storage.Type()
 	if !bucketSet && driver != s3Driver {
@@ -56,6 +60,12 @@ func (e *seedEnv) applyS3(cfg *configuration.Configuration) error {
 	}
 	params := cfg.Storage.Parameters()
 	if driver != s3Driver {
+		// The cache directory, with nothing else to hold now, holds the
+		// downloads in flight (in the image: its volume, the only
+		// directory the proxy's user may write).
+		if root, ok := params["rootdirectory"].(string); ok && root != "" && s.ecr.SpoolDir == "" {
+			s.ecr.SpoolDir = filepath.Join(root, "ecr-proxy-spool")
+		}
 		delete(cfg.Storage, driver)
 		params = configuration.Parameters{}
 		cfg.Storage[s3Driver] = params

@@ -28,6 +28,13 @@ func TestS3Variables(t *testing.T) {
 	if _, ok := s.dist.Storage[lruDriver]; ok {
 		t.Error("the built-in lrufilesystem cache is still configured next to s3")
 	}
+	if s.ecr.SpoolDir != "/cache/ecr-proxy-spool" {
+		t.Errorf("ecr.spooldir %q, want the former cache directory's /cache/ecr-proxy-spool", s.ecr.SpoolDir)
+	}
+	s, err = loadSettings("", envMap("ECR", seedECR, "PORT", "5000", "CACHE_S3_BUCKET", "b", "SPOOL_DIR", "/tmp/spool"))
+	if err != nil || s.ecr.SpoolDir != "/tmp/spool" {
+		t.Errorf("SPOOL_DIR=/tmp/spool: ecr.spooldir %q, %v", s.ecr.SpoolDir, err)
+	}
 }
 
 func TestS3VariablesRefused(t *testing.T) {

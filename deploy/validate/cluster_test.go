@@ -116,14 +116,24 @@ func TestClusterExampleSharesOneCache(t *testing.T) {
 			t.Errorf("the Redis Service selects %s=%s, which its pods lack", k, v)
 		}
 	}
-	// The spool: /tmp, writable and sized, under a read-only root.
+	// The spool (/cache/ecr-proxy-spool, where the cache directory was)
+	// and /tmp: writable and sized, under a read-only root; nothing else.
 	pod := c.proxy.Spec.Template.Spec
-	mounts := pod.Containers[0].VolumeMounts
-	if len(mounts) != 1 || mounts[0].MountPath != "/tmp" {
-		t.Errorf("volume mounts %+v: want only /tmp, the spool", mounts)
+	var mounted []string
+	for _, m := range pod.Containers[0].VolumeMounts {
+		mounted = append(mounted, m.MountPath)
 	}
-	if len(pod.Volumes) != 1 || pod.Volumes[0].EmptyDir == nil || pod.Volumes[0].EmptyDir.SizeLimit == nil {
-		t.Errorf("volumes %+v: want one sized emptyDir", pod.Volumes)
+	slices.Sort(mounted)
+	if !slices.Equal(mounted, []string{"/cache", "/tmp"}) {
+		t.Errorf("volume mounts %v: want /cache (the spool) and /tmp", mounted)
+	}
+	for _, v := range pod.Volumes {
+		if v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil {
+			t.Errorf("volume %s: want a sized emptyDir", v.Name)
+		}
+	}
+	if _, ok := c.env["SPOOL_DIR"]; ok && !strings.HasPrefix(c.env["SPOOL_DIR"].Value, "/cache/") && !strings.HasPrefix(c.env["SPOOL_DIR"].Value, "/tmp/") {
+		t.Errorf("SPOOL_DIR=%q is on no writable volume", c.env["SPOOL_DIR"].Value)
 	}
 	sa := c.m.serviceAccounts[0]
 	if pod.ServiceAccountName != sa.Name || !roleARN.MatchString(sa.Annotations["eks.amazonaws.com/role-arn"]) {
