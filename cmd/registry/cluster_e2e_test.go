@@ -106,7 +106,7 @@ func (c *clusterCache) bucketBlobBytes(t *testing.T) int64 {
 // bound, the image one replica used again survives, and the oldest
 // unused one is evicted.
 func TestClusterBoundAcrossReplicas(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	imgs := make([]pulled, 4)
 	for i := range imgs {
@@ -168,7 +168,7 @@ func TestClusterBoundAcrossReplicas(t *testing.T) {
 // deletes what nothing references, and the Redis index loses those blobs
 // with it (distribution's command bypasses the storage middleware).
 func TestGarbageCollectSharedCache(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	digest := seedImage(t, emu, "team/app:1.0", 2, mib, types.OCIManifestSchema1)
 	c := newClusterCache(t, emu, "100m")
@@ -220,7 +220,7 @@ func pullRoundRobin(t *testing.T, ps []*proxytest.Proxy, clients int, ref, diges
 // serves each blob once, and every client gets every byte (go-containerregistry
 // checks each blob's digest as it reads).
 func TestClusterSingleFlight(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	digest := seedImage(t, emu, "team/app:1.0", 3, 4*mib, types.OCIManifestSchema1)
 	c := newClusterCache(t, emu, "1g")
@@ -296,7 +296,7 @@ func getBlobChecked(ctx context.Context, p *proxytest.Proxy, repo string, dgst d
 // through forwarding: they get a cut (never a short body that looks
 // complete), their retries succeed, and ECR serves the blob once more.
 func TestClusterOwnerKilled(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	content := make([]byte, 8*mib)
 	if _, err := rand.Read(content); err != nil {
@@ -348,7 +348,7 @@ func TestClusterOwnerKilled(t *testing.T) {
 // TestClusterSharedTagWindow: with ecr.tagttl, a tag one replica checked
 // with ECR is served by the others without asking ECR again.
 func TestClusterSharedTagWindow(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	digest := seedImage(t, emu, "team/app:1.0", 1, 1024, types.OCIManifestSchema1)
 	r := enginetest.StartRedis(t)
@@ -376,7 +376,7 @@ func TestClusterSharedTagWindow(t *testing.T) {
 // cached nowhere gets an honest 503 that names the cache storage, at
 // once, and the log says why.
 func TestClusterS3Down(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	_, img := seedImageContent(t, emu, "team/app:1.0", 1, 1024, types.OCIManifestSchema1)
 	c := newClusterCache(t, emu, "1g")
@@ -409,7 +409,7 @@ func TestClusterS3Down(t *testing.T) {
 // replica go on (each downloads for itself), /readyz says degraded and
 // stays 200, and the loss is logged once per replica and part.
 func TestClusterRedisDown(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	before := seedImage(t, emu, "team/app:1.0", 2, mib, types.OCIManifestSchema1)
 	after := seedImage(t, emu, "team/app:2.0", 2, mib, types.OCIManifestSchema1)
@@ -456,7 +456,7 @@ func TestClusterRedisDown(t *testing.T) {
 // answered with a redirect to a presigned URL of the bucket, so its bytes
 // skip the proxy; a client following it gets the right bytes.
 func TestClusterRedirects(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	digest, img := seedImageContent(t, emu, "team/app:1.0", 1, mib, types.OCIManifestSchema1)
 	c := newS3Cache(t, emu, proxytest.ConfigOptions{StorageParams: map[string]string{}})
@@ -494,7 +494,7 @@ func TestClusterRedirects(t *testing.T) {
 // TestClusterNoRedirectsByDefault: without storage.redirect, blob hits
 // from the bucket are served by the proxy itself.
 func TestClusterNoRedirectsByDefault(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	digest, img := seedImageContent(t, emu, "team/app:1.0", 1, 1024, types.OCIManifestSchema1)
 	c := newS3Cache(t, emu, proxytest.ConfigOptions{})

@@ -54,6 +54,7 @@ func (c *s3Cache) start(t *testing.T) *proxytest.Proxy {
 // another serves without asking ECR for a blob, every byte checked by
 // go-containerregistry as it reads.
 func TestS3CacheSharedAcrossProxies(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	digest := seedImage(t, emu, "team/app:1.0", 3, 3*mib, types.OCIManifestSchema1)
 	c := newS3Cache(t, emu, proxytest.ConfigOptions{})

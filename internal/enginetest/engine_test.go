@@ -15,6 +15,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/testsuites"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
 	"github.com/ecr-proxy/ecr-proxy/internal/enginetest"
 )
 
@@ -32,7 +33,7 @@ func s3Parameters(srv *enginetest.S3) map[string]any {
 // resumed writers, listing, moves, deletes and presigned URLs, which the
 // shared cache relies on.
 func TestS3DriverSuite(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ecrtest.ClearAWSEnv(t) // the driver's SDK reads AWS_* and ~/.aws
 	srv := enginetest.StartS3(t, "cache")
 	// gofakes3 answers a zero-length object sent without a Content-Length
 	// 411 (real S3 accepts it): the one case of the suite left out.
