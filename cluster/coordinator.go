@@ -300,6 +300,31 @@ func (c *Coordinator) drop(ctx context.Context, key, holder string) {
 	})
 }
 
+// relay copies the owner's body to the client, flushing every chunk, so
+// that the client gets the bytes as they arrive from ECR: the headers at
+// once (a client with a Range far ahead knows its bytes are coming), and
+// a body that grows with the owner's download.
+func relay(w http.ResponseWriter, body io.Reader) error {
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil //nolint:nilerr // the client went away; nothing to cut
+			}
+			_ = rc.Flush()
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
 // hopHeaders are not passed on between the owner and the client.
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
@@ -340,8 +365,7 @@ func (c *Coordinator) Forward(ctx context.Context, w http.ResponseWriter, r *htt
 		h.Del(k)
 	}
 	w.WriteHeader(resp.StatusCode)
-	buf := make([]byte, 256<<10)
-	if _, err := io.CopyBuffer(w, resp.Body, buf); err != nil && ctx.Err() == nil {
+	if err := relay(w, resp.Body); err != nil && ctx.Err() == nil {
 		// The owner's response was cut (it died, or its download
 		// failed): the client must see a cut, never a short body that
 		// looks complete, and its retry finds the download taken over.

@@ -512,3 +512,54 @@ func TestClusterNoRedirectsByDefault(t *testing.T) {
 		t.Errorf("blob hit without storage.redirect: %s, X-Cache-Status %q; want 200 HIT from the proxy", resp.Status, resp.Header.Get("X-Cache-Status"))
 	}
 }
+
+// TestClusterForwardedRange: a Range GET on one replica of a blob another
+// replica is downloading gets its 206 from the owner's download as soon
+// as its bytes have arrived, long before the download ends.
+func TestClusterForwardedRange(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	content := make([]byte, 4*mib)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	dgst, err := emu.SeedBlob(t.Context(), "team/app", content, digest.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClusterCache(t, emu, "1g")
+	owner, other := c.start(t), c.start(t)
+	release := emu.StallBlobs(mib) // the download stops after 1 MiB until released
+	t.Cleanup(release)
+	startBlobGET(t, owner, "team/app", dgst) // the owner claims the download
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, other.URL()+"/v2/team/app/blobs/"+dgst.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Range", "bytes=1000-1999")
+	resp, err := http.DefaultClient.Do(req) // headers at once, the download stalled
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("forwarded Range: %s, want 206", resp.Status)
+	}
+	// All but the last byte arrive before the download ends; the last
+	// waits for the blob's digest check.
+	body := make([]byte, 1000)
+	if _, err := io.ReadFull(resp.Body, body[:999]); err != nil {
+		t.Fatalf("read the range while the download stalls: %v", err)
+	}
+	release()
+	if _, err := io.ReadFull(resp.Body, body[999:]); err != nil {
+		t.Fatalf("last byte of the range: %v", err)
+	}
+	if string(body) != string(content[1000:2000]) {
+		t.Error("forwarded Range: wrong bytes")
+	}
+	if got := emu.Count(ecrtest.KindBlobGET); got != 1 {
+		t.Errorf("%d ECR blob GETs, want 1", got)
+	}
+}
