@@ -79,10 +79,19 @@ func (b *blobStore) startDownload(ctx context.Context, local distribution.BlobSt
 	if f == nil { // cached meanwhile
 		return local.Stat(ctx, dgst)
 	}
-	defer b.p.leave(f, rd)
 	if !finished {
 		f.noteJoined(requestID(ctx))
 	}
+	desc, err := b.waitStarted(ctx, f, dgst)
+	if err != nil || !b.p.park(ctx, f, rd) {
+		b.p.leave(f, rd)
+	}
+	return desc, err
+}
+
+// waitStarted waits until the download f has begun, and describes the
+// blob from ECR's answer.
+func (b *blobStore) waitStarted(ctx context.Context, f *flight, dgst digest.Digest) (v1.Descriptor, error) {
 	for {
 		st := f.state()
 		if st.started {
@@ -143,12 +152,21 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	if err != nil {
 		return err
 	}
+	// The place this request's Stat took in the download, if any: held
+	// until now, so that the download's bytes wait for this request.
+	pf, prd := b.p.unpark(requestID(ctx), b.name, dgst)
+	if pf != nil {
+		defer b.p.leave(pf, prd)
+	}
 	err = b.serveLocal(ctx, w, r, local, dgst)
 	if err == nil || !errors.Is(err, distribution.ErrBlobUnknown) {
 		return b.p.storageError(err)
 	}
 	if err := b.p.failure(requestID(ctx)); err != nil {
 		return clientError(err, dgst) // the download this request's Stat started
+	}
+	if pf != nil && r.Method == http.MethodGet {
+		return pf.serve(ctx, w, r, b.p, prd, false) // a miss: the Stat joined it
 	}
 	if handled, err := b.forward(ctx, w, r, dgst); handled {
 		return err
