@@ -123,29 +123,19 @@ func TestRegistriesPullAndPushThroughEachPrefix(t *testing.T) {
 		t.Error("shared/app:1 pulled, but registry a has no app")
 	}
 
-	img, err := ecrtest.RandomImage(1, 2<<10, types.OCIManifestSchema1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(r.proxy.Addr+"/prod/pushed:1", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, remote.WithContext(t.Context())); err != nil {
-		t.Fatalf("push prod/pushed:1: %v", err)
-	}
-	if n := r.b.Count(ecrtest.KindManifestPUT); n != 1 {
-		t.Errorf("registry b got %d manifest PUTs, want 1", n)
-	}
-	if n := r.a.Count(ecrtest.KindManifestPUT); n != 0 {
-		t.Errorf("registry a got %d manifest PUTs, want 0", n)
-	}
-	want, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := headManifest(t, r.b, "pushed", "1"); got != want.String() {
-		t.Errorf("registry b has pushed:1 at %q, want %s", got, want)
+	for _, push := range []struct {
+		prefix      string
+		to, other   *ecrtest.Emulator
+		wantPUTs    int
+		otherBefore int
+	}{{"prod", r.b, r.a, 1, 0}, {"shared", r.a, r.b, 1, 1}} {
+		pushThrough(t, r.proxy, push.prefix, push.to)
+		if n := push.to.Count(ecrtest.KindManifestPUT); n != push.wantPUTs {
+			t.Errorf("push through %s: its registry got %d manifest PUTs, want %d", push.prefix, n, push.wantPUTs)
+		}
+		if n := push.other.Count(ecrtest.KindManifestPUT); n != push.otherBefore {
+			t.Errorf("push through %s: the other registry got %d manifest PUTs, want %d", push.prefix, n, push.otherBefore)
+		}
 	}
 
 	text := scrape(t, r.proxy)
@@ -164,6 +154,45 @@ func TestRegistriesPullAndPushThroughEachPrefix(t *testing.T) {
 	ids := r.proxy.Logs()
 	if !strings.Contains(ids, "assumed-role/ecr-proxy-pull/") || !strings.Contains(ids, "registry=prod") {
 		t.Errorf("no identity line for registry prod with the assumed role in:\n%s", ids)
+	}
+}
+
+// pushThrough pushes a random image as <prefix>/pushed:1 through the
+// proxy, checks that an upload's Location keeps the prefix, and that
+// registry e holds pushed:1 (without the prefix) afterwards.
+func pushThrough(t *testing.T, p *proxytest.Proxy, prefix string, e *ecrtest.Emulator) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, p.URL()+"/v2/"+prefix+"/pushed/blobs/uploads/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := oneShot.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusAccepted || err != nil || loc.Host != p.Addr || !strings.HasPrefix(loc.Path, "/v2/"+prefix+"/pushed/blobs/uploads/") {
+		t.Errorf("POST %s/pushed upload: %s, Location %q (%v); want 202 with a Location on the proxy under /v2/%s/pushed/blobs/uploads/",
+			prefix, resp.Status, resp.Header.Get("Location"), err, prefix)
+	}
+	img, err := ecrtest.RandomImage(1, 2<<10, types.OCIManifestSchema1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(p.Addr+"/"+prefix+"/pushed:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithContext(t.Context())); err != nil {
+		t.Fatalf("push %s/pushed:1: %v", prefix, err)
+	}
+	want, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := headManifest(t, e, "pushed", "1"); got != want.String() {
+		t.Errorf("the registry of %s has pushed:1 at %q, want %s", prefix, got, want)
 	}
 }
 
@@ -375,4 +404,52 @@ func TestRegistriesBlobSharedByBothIsFetchedOnce(t *testing.T) {
 	if code := getStatus(t, r.proxy, "/v2/prod/other/blobs/"+ld.String()); code != http.StatusNotFound {
 		t.Errorf("GET prod/other's blob %s (cached for another repository, absent from registry b): %d, want 404", ld, code)
 	}
+}
+
+// TestRegistriesOneTokenRevokedLeavesTheOtherAlone: registry a forgets
+// every token it minted (401); a cold pull through its prefix re-mints
+// a's token once and succeeds, and registry b neither mints nor fails.
+func TestRegistriesOneTokenRevokedLeavesTheOtherAlone(t *testing.T) {
+	r := startTwoRegistries(t)
+	digA := seedImage(t, r.a, "base/alpine:1", 1, 4<<10, types.OCIManifestSchema1)
+	digB := seedImage(t, r.b, "app:1", 1, 4<<10, types.OCIManifestSchema1)
+	digB2 := seedImage(t, r.b, "app:2", 1, 4<<10, types.OCIManifestSchema1)
+	mustPull(t, r.proxy, "prod/app:1", digB)
+	mintsA, mintsB := r.a.Count(ecrtest.KindTokenMint), r.b.Count(ecrtest.KindTokenMint)
+
+	r.a.RevokeTokens()
+	mustPull(t, r.proxy, "shared/base/alpine:1", digA)
+	if n := r.a.Count(ecrtest.KindTokenMint) - mintsA; n != 1 {
+		t.Errorf("registry a minted %d tokens after revoking its tokens, want 1 (one re-mint)", n)
+	}
+	mustPull(t, r.proxy, "prod/app:2", digB2)
+	if n := r.b.Count(ecrtest.KindTokenMint) - mintsB; n != 0 {
+		t.Errorf("registry b minted %d tokens after registry a revoked its own, want 0", n)
+	}
+	if _, err := r.proxy.WaitForLines(t.Context(), 1, func(l string) bool {
+		return strings.Contains(l, "ECR refused the current token") && strings.Contains(l, "registry=shared")
+	}); err != nil {
+		t.Errorf("no re-mint line for registry shared: %v", err)
+	}
+	if strings.Contains(linesWith(r.proxy.Logs(), "ECR refused the current token"), "registry=prod") {
+		t.Error("registry prod logged a refused token, but only registry a revoked its tokens")
+	}
+	text := scrape(t, r.proxy)
+	if got := metric(text, "ecrproxy_token_mints_total", `registry="shared",result="success"`); got != 2 {
+		t.Errorf("token mints of registry shared = %v, want 2", got)
+	}
+	if got := metric(text, "ecrproxy_token_mints_total", `registry="prod",result="success"`); got != 1 {
+		t.Errorf("token mints of registry prod = %v, want 1", got)
+	}
+}
+
+// linesWith is the lines of logs that contain s.
+func linesWith(logs, s string) string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
