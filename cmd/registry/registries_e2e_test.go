@@ -2,14 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
 	"github.com/ecr-proxy/ecr-proxy/internal/proxytest"
@@ -64,9 +69,17 @@ func settleTwo(t *testing.T, p *proxytest.Proxy) {
 
 func startTwoRegistries(t *testing.T) *twoRegistries {
 	t.Helper()
+	return startTwoRegistriesWith(t, "")
+}
+
+// startTwoRegistriesWith is startTwoRegistries with extra top-level
+// YAML sections in the configuration.
+func startTwoRegistriesWith(t *testing.T, extra string) *twoRegistries {
+	t.Helper()
 	a, b, env := newTwoEmulators(t)
 	cfg, err := proxytest.WriteConfig(t.TempDir(), proxytest.ConfigOptions{
 		RootDirectory: t.TempDir(),
+		Extra:         extra,
 		ECRExtra: []string{
 			"registries:",
 			"  - prefix: shared",
@@ -452,4 +465,51 @@ func linesWith(logs, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestRegistriesUnknownPrefixAsksForCredentialsFirst: with client
+// authentication, a request for a name under no prefix is answered as
+// any other, 401 with the challenge, until the client authenticates:
+// the prefixes are listed to authenticated clients only.
+func TestRegistriesUnknownPrefixAsksForCredentialsFirst(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startTwoRegistriesWith(t, fmt.Sprintf("auth:\n  htpasswd:\n    realm: ecr-proxy\n    path: %s\n", htpasswd))
+	for _, tc := range []struct {
+		name, method, path string
+		user, pw           string
+		want               int
+		wantIn             string
+	}{
+		{"anonymous GET", http.MethodGet, "/v2/other/app/manifests/1", "", "", http.StatusUnauthorized, "UNAUTHORIZED"},
+		{"anonymous POST", http.MethodPost, "/v2/other/app/blobs/uploads/", "", "", http.StatusUnauthorized, "UNAUTHORIZED"},
+		{"wrong password", http.MethodGet, "/v2/other/app/tags/list", "alice", "wrong", http.StatusUnauthorized, "UNAUTHORIZED"},
+		{"alice", http.MethodGet, "/v2/other/app/manifests/1", "alice", "s3cret", http.StatusNotFound, "shared/, prod/"},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), tc.method, r.proxy.URL()+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, tc.pw)
+		}
+		resp, err := oneShot.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.want || !strings.Contains(string(body), tc.wantIn) {
+			t.Errorf("%s %s %s: %s %s; want %d with %q", tc.name, tc.method, tc.path, resp.Status, body, tc.want, tc.wantIn)
+		}
+		if tc.want == http.StatusUnauthorized && (strings.Contains(string(body), "prod") || !strings.Contains(resp.Header.Get("Www-Authenticate"), `Basic realm="ecr-proxy"`)) {
+			t.Errorf("%s %s %s: %q %s; want the proxy's Basic challenge and no prefix", tc.name, tc.method, tc.path, resp.Header.Get("Www-Authenticate"), body)
+		}
+	}
 }

@@ -260,7 +260,7 @@ func registerGateway(s *settings, up *upstreamSide, loc *localSide) *http.Handle
 		if !s.deleteEnabled {
 			handler = refuseDeletes(handler, s.dist.HTTP.Prefix)
 		}
-		handler = refuseUnknownPrefixes(handler, up.registries.router, s.dist.HTTP.Prefix)
+		handler = refuseUnknownPrefixes(handler, up.registries.router, s.dist.HTTP.Prefix, loc.clientAuth)
 		return handler
 	})
 	return &handler

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,10 +12,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	distauth "github.com/distribution/distribution/v3/registry/auth"
 	"github.com/sirupsen/logrus"
 
 	ecrauth "github.com/ecr-proxy/ecr-proxy/auth"
 	"github.com/ecr-proxy/ecr-proxy/gateway"
+	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 	ecrmetrics "github.com/ecr-proxy/ecr-proxy/metrics"
 )
 
@@ -159,24 +161,57 @@ func (set *upstreamSet) tracker(httpPrefix string) gateway.Option {
 // no registry prefix with 404 NAME_UNKNOWN listing the prefixes, before
 // distribution (whose proxy would turn the router's answer into a
 // misleading MANIFEST_UNKNOWN or BLOB_UNKNOWN) or the push passthrough
-// sees it. Without a router it is next.
-func refuseUnknownPrefixes(next http.Handler, router *ecrauth.Router, httpPrefix string) http.Handler {
+// sees it. With client authentication (access not nil) the client must
+// pass it first, as for any other name: an anonymous client gets 401,
+// never the list of prefixes. Without a router it is next.
+func refuseUnknownPrefixes(next http.Handler, router *ecrauth.Router, httpPrefix string, access distauth.AccessController) http.Handler {
 	if router == nil {
 		return next
 	}
 	httpPrefix = strings.TrimSuffix(httpPrefix, "/")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := strings.CutPrefix(r.URL.Path, httpPrefix)
-		if name, _, api := ecrauth.SplitAPIPath(p); ok && api {
-			if _, _, known := router.Match(name); !known {
-				w.Header().Set("Content-Type", "application/json; charset=utf-8")
-				w.WriteHeader(http.StatusNotFound)
-				_ = json.NewEncoder(w).Encode(map[string][]map[string]string{
-					"errors": {{"code": "NAME_UNKNOWN", "message": router.UnknownNameMessage(name)}},
-				})
-				return
-			}
+		name, _, api := ecrauth.SplitAPIPath(p)
+		if !ok || !api {
+			next.ServeHTTP(w, r)
+			return
 		}
-		next.ServeHTTP(w, r)
+		if _, _, known := router.Match(name); known {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !authorizedFor(w, r, access, name) {
+			return
+		}
+		wire.WriteError(w, http.StatusNotFound, "NAME_UNKNOWN", router.UnknownNameMessage(name))
 	})
+}
+
+// authorizedFor asks access (nil: no client authentication) whether r
+// may use repository name as distribution's app would ask it (pull;
+// pull and push for writes; delete), and when not answers as
+// distribution does: 401 with the challenge, or 403 DENIED.
+func authorizedFor(w http.ResponseWriter, r *http.Request, access distauth.AccessController, name string) bool {
+	if access == nil {
+		return true
+	}
+	res := distauth.Resource{Type: "repository", Name: name}
+	records := []distauth.Access{{Resource: res, Action: "pull"}}
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		records = append(records, distauth.Access{Resource: res, Action: "push"})
+	case http.MethodDelete:
+		records = []distauth.Access{{Resource: res, Action: "delete"}}
+	}
+	if _, err := access.Authorized(r, records...); err != nil {
+		var ch distauth.Challenge
+		if errors.As(err, &ch) {
+			ch.SetHeaders(r, w)
+			wire.WriteError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+			return false
+		}
+		wire.WriteError(w, http.StatusForbidden, "DENIED", "requested access to the resource is denied")
+		return false
+	}
+	return true
 }
