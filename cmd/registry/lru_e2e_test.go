@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
 	"github.com/ecr-proxy/ecr-proxy/internal/proxytest"
@@ -527,5 +529,71 @@ func TestNothingLeftOutsideTheBound(t *testing.T) {
 	c.start(t)
 	if left := c.leftovers(t); len(left) != 1 || left[0] != "spool not-ours" {
 		t.Errorf("after a restart: %v, want only the file that is not the proxy's", left)
+	}
+}
+
+// TestDownloadInFlightCountsAndKillLeavesNothing: a download's room
+// counts against maxsize from its start, through the binary: with the
+// cache full of blobs nobody reads, the least recently used one is evicted
+// before the spool of a new blob holds its first bytes, and cached plus
+// reserved bytes stay within maxsize while the download runs. Killed
+// (SIGKILL) mid-download, the proxy leaves its spool; the next start
+// removes it, and the blob then pulls whole.
+func TestDownloadInFlightCountsAndKillLeavesNothing(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	oldDgst, _ := seedLayer(t, emu, "team/old:1", mib)
+	midDgst, _ := seedLayer(t, emu, "team/mid:1", mib)
+	newDgst, newBlob := seedLayer(t, emu, "team/new:1", 2*mib)
+	const maxSize = 3 * mib
+	c := newLRUCache(t, emu, "3m")
+	p := c.start(t)
+	for _, b := range []struct{ repo, dgst string }{{"team/old", oldDgst}, {"team/mid", midDgst}} {
+		if err := getBlobChecked(t.Context(), p, b.repo, digest.Digest(b.dgst)); err != nil {
+			t.Fatalf("pull %s: %v", b.repo, err)
+		}
+		if !pollUntil(t, func() bool { have, _ := c.cached(t, []string{b.dgst}); return len(have) == 1 }) {
+			t.Fatalf("%s never cached", b.repo)
+		}
+	}
+
+	release := emu.StallBlobs(512 << 10) // the new blob's body stops after 512 KiB
+	t.Cleanup(release)
+	body := startBlobGET(t, p, "team/new", digest.Digest(newDgst))
+	if !pollUntil(t, func() bool { return spoolBytes(t, c.dir) == 512<<10 }) {
+		t.Fatalf("the download's spool never reached 512 KiB (spools hold %d bytes)", spoolBytes(t, c.dir))
+	}
+	if have, _ := c.cached(t, []string{oldDgst}); len(have) != 0 {
+		t.Error("the least recently used blob is still cached: the download's room was not made before its spool was written")
+	}
+	text := scrape(t, p)
+	reserved, size := metric(text, "ecrproxy_cache_reserved_bytes", ""), metric(text, "ecrproxy_cache_size_bytes", "")
+	if reserved != float64(len(newBlob)) {
+		t.Errorf("ecrproxy_cache_reserved_bytes = %v while the download runs, want its size %d", reserved, len(newBlob))
+	}
+	if size < 0 || size+reserved > maxSize {
+		t.Errorf("cached %v + reserved %v bytes, over maxsize %d", size, reserved, maxSize)
+	}
+	if n := c.dataBytes(t) + spoolBytes(t, c.dir); n > maxSize {
+		t.Errorf("blob data plus spool on disk = %d bytes, over maxsize %d", n, maxSize)
+	}
+
+	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Wait()
+	if _, err := io.Copy(io.Discard, body); err == nil {
+		t.Error("the client's body ended cleanly with its proxy killed; want a cut")
+	}
+	if left := c.leftovers(t); len(left) == 0 {
+		t.Fatal("the killed download left no spool: the test did not kill it mid-download")
+	}
+	release()
+	p = c.start(t)
+	if left := c.leftovers(t); len(left) != 0 {
+		t.Errorf("after a restart, left from the killed download: %v", left)
+	}
+	if err := getBlobChecked(t.Context(), p, "team/new", digest.Digest(newDgst)); err != nil {
+		t.Errorf("pull after the restart: %v", err)
 	}
 }
