@@ -161,6 +161,9 @@ func (s *settings) checkCluster() error {
 			return fmt.Errorf("ecr.advertise %q (%s): want the URL the other replicas reach this one at, such as http://10.0.3.7:5000", a, envAdvertiseURL)
 		}
 	}
+	if err := s.checkSharedTTL(); err != nil {
+		return err
+	}
 	for i, opts := range redisLRUOptions(s.dist) {
 		if !sharedCache(s) {
 			return fmt.Errorf("middleware.storage[%d] (%s) bounds a cache several replicas share, such as storage.s3; storage.%s is local (lrufilesystem has its own maxsize)",
@@ -176,6 +179,32 @@ func (s *settings) checkCluster() error {
 			opts["prefix"] = sharedPrefix(s)
 		}
 	}
+	return nil
+}
+
+// checkSharedTTL keeps distribution's TTL scheduler (proxy.ttl) off a
+// shared cache: its state is one file at the store's root
+// (/scheduler-state.json) that every replica loads at start and
+// overwrites every few seconds with its own entries, so replicas lose each
+// other's expiries (distribution issue 4594). Unset, proxy.ttl becomes 0
+// there; set above 0, the start is refused. The bound (redislru) frees
+// space instead, and tags are revalidated with ECR.
+func (s *settings) checkSharedTTL() error {
+	if !sharedCache(s) {
+		return nil
+	}
+	if ttl := s.dist.Proxy.TTL; ttl != nil {
+		if *ttl > 0 {
+			return fmt.Errorf("proxy.ttl %q with the shared storage.%s cache: distribution's TTL scheduler is not safe with several replicas "+
+				"(each overwrites the other's expiries in /scheduler-state.json of the shared store; distribution issue 4594); "+
+				"set proxy.ttl: 0 (REGISTRY_PROXY_TTL=0) and bound the cache with the %s middleware", ttl.String(), s.dist.Storage.Type(), redisLRUMiddleware)
+		}
+		return nil
+	}
+	off := time.Duration(0)
+	s.dist.Proxy.TTL = &off
+	s.notes = append(s.notes, fmt.Sprintf("proxy.ttl: 0 (no expiry) with the shared storage.%s cache: distribution's TTL scheduler "+
+		"is not safe with several replicas; the %s bound frees space", s.dist.Storage.Type(), redisLRUMiddleware))
 	return nil
 }
 

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	"github.com/redis/go-redis/v9"
@@ -81,15 +80,8 @@ func (c *clusterCache) waitIndexed(t *testing.T, digests []string) {
 // distribution's own s3 driver.
 func (c *clusterCache) bucketBlobBytes(t *testing.T) int64 {
 	t.Helper()
-	d, err := factory.Create(t.Context(), s3Driver, map[string]any{
-		"bucket": c.s3.Bucket, "region": "us-east-1", "regionendpoint": c.s3.Endpoint(), "rootdirectory": "/cache",
-		"forcepathstyle": true, "secure": false, "accesskey": "k", "secretkey": "s",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var total int64
-	err = d.Walk(context.WithoutCancel(t.Context()), "/docker/registry/v2/blobs", func(fi storagedriver.FileInfo) error {
+	err := c.bucket(t).Walk(context.WithoutCancel(t.Context()), "/docker/registry/v2/blobs", func(fi storagedriver.FileInfo) error {
 		if !fi.IsDir() && strings.HasSuffix(fi.Path(), "/data") {
 			total += fi.Size()
 		}

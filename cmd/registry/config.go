@@ -523,6 +523,11 @@ func (s *settings) startupFields() logrus.Fields {
 	if v, ok := params["maxsize"]; ok && v != nil && fmt.Sprint(v) != "" && fmt.Sprint(v) != "0" {
 		bound = fmt.Sprint(v)
 	}
+	if opts := redisLRUOptions(s.dist); len(opts) > 0 {
+		if v, ok := opts[0]["maxsize"]; ok && v != nil && fmt.Sprint(v) != "" {
+			bound = fmt.Sprint(v) + " (cluster-wide, redislru)"
+		}
+	}
 	cache := s.dist.Storage.Type()
 	if dir, ok := params["rootdirectory"]; ok {
 		cache = fmt.Sprint(dir)

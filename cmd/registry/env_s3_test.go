@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -84,6 +85,9 @@ func TestClusterBoundVariables(t *testing.T) {
 	if diff := cmp.Diff(want, map[string]any(opts[0])); diff != "" {
 		t.Errorf("redislru options (-want +got):\n%s", diff)
 	}
+	if got := s.startupFields()["cache_max"]; !strings.HasPrefix(fmt.Sprint(got), "500g") {
+		t.Errorf("start-up log cache_max=%v, want the cluster-wide bound 500g", got)
+	}
 
 	_, err = loadSettings("", envMap("ECR", seedECR, "PORT", "5000", "CACHE_S3_BUCKET", "team-cache", "CACHE_MAX_SIZE", "500g"))
 	if err == nil || !strings.Contains(err.Error(), "set REDIS_ADDR") {
@@ -129,5 +133,36 @@ func TestClusterExampleEnvironment(t *testing.T) {
 	}
 	if _, err := loadSettings("", envMap("ECR", seedECR, "PORT", "5000", "ADVERTISE_URL", "10.1.2.3:5000")); err == nil || !strings.Contains(err.Error(), "ecr.advertise") {
 		t.Errorf("ADVERTISE_URL without a scheme: %v, want an error naming ecr.advertise", err)
+	}
+}
+
+// TestSharedCacheTTLOff: distribution's TTL scheduler keeps its state in
+// one file of the store that every replica overwrites, so with a shared
+// cache proxy.ttl defaults to 0 (no scheduler) and a TTL above 0 is
+// refused, naming the key and the value; a local cache keeps the default.
+func TestSharedCacheTTLOff(t *testing.T) {
+	s, err := loadSettings("", envMap("ECR", seedECR, "PORT", "5000", "CACHE_S3_BUCKET", "team-cache"))
+	if err != nil {
+		t.Fatalf("loadSettings: %v", err)
+	}
+	if ttl := s.dist.Proxy.TTL; ttl == nil || *ttl != 0 {
+		t.Errorf("proxy.ttl %v with CACHE_S3_BUCKET, want 0: the TTL scheduler off", ttl)
+	}
+	if !strings.Contains(strings.Join(s.notes, "\n"), "proxy.ttl: 0") {
+		t.Errorf("notes %q, want one saying proxy.ttl is 0", s.notes)
+	}
+	s, err = loadSettings("", envMap("ECR", seedECR, "PORT", "5000"))
+	if err != nil || s.dist.Proxy.TTL != nil {
+		t.Errorf("local cache: proxy.ttl %v, %v; want it unset (distribution's default)", s.dist.Proxy.TTL, err)
+	}
+
+	base := "version: 0.1\nstorage:\n  s3: {bucket: b, region: eu-west-1}\nproxy:\n  remoteurl: " + seedECR + "\n"
+	if _, err := loadSettings(writeFile(t, base+"  ttl: 168h\necr:\n  push: disabled\n"), envMap()); err == nil ||
+		!strings.Contains(err.Error(), `proxy.ttl "168h0m0s" with the shared storage.s3 cache`) {
+		t.Errorf("proxy.ttl: 168h over s3: %v, want it refused naming the key and the value", err)
+	}
+	s, err = loadSettings(writeFile(t, base+"  ttl: 0s\necr:\n  push: disabled\n"), envMap())
+	if err != nil || s.dist.Proxy.TTL == nil || *s.dist.Proxy.TTL != 0 {
+		t.Errorf("proxy.ttl: 0s over s3: %v, %v; want it accepted", s, err)
 	}
 }

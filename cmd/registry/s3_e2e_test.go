@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
@@ -50,6 +52,19 @@ func (c *s3Cache) start(t *testing.T) *proxytest.Proxy {
 	return runProxy(t, []string{"serve", c.cfgPath}, c.emu.Env())
 }
 
+// bucket is the cache's bucket, read with distribution's own s3 driver.
+func (c *s3Cache) bucket(t *testing.T) storagedriver.StorageDriver {
+	t.Helper()
+	d, err := factory.Create(t.Context(), s3Driver, map[string]any{
+		"bucket": c.s3.Bucket, "region": "us-east-1", "regionendpoint": c.s3.Endpoint(), "rootdirectory": "/cache",
+		"forcepathstyle": true, "secure": false, "accesskey": "k", "secretkey": "s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // TestS3CacheSharedAcrossProxies: what one proxy pulled into the bucket,
 // another serves without asking ECR for a blob, every byte checked by
 // go-containerregistry as it reads.
@@ -66,6 +81,14 @@ func TestS3CacheSharedAcrossProxies(t *testing.T) {
 		t.Errorf("cold pull: %d ECR blob GETs, want 4 (3 layers and the config)", cold)
 	}
 	stop(t, a) // drains: the blobs are in the bucket
+	// distribution's TTL scheduler, unsafe with several replicas, is off:
+	// it would keep its state at the bucket's root.
+	if _, err := c.bucket(t).Stat(t.Context(), "/scheduler-state.json"); !isPathNotFound(err) {
+		t.Errorf("the bucket's /scheduler-state.json: %v, want none (proxy.ttl 0 on a shared cache)", err)
+	}
+	if strings.Contains(a.Logs(), "TTL expiration scheduler") {
+		t.Error("distribution's TTL scheduler started on a shared cache")
+	}
 
 	b := c.start(t)
 	mustPull(t, b, "team/app@"+digest, digest)
