@@ -555,3 +555,44 @@ func TestClusterForwardedRange(t *testing.T) {
 		t.Errorf("%d ECR blob GETs, want 1", got)
 	}
 }
+
+// TestClusterReplicaRestart: a replica killed (SIGKILL) and started again
+// serves what the cluster cached at once, as hits: its first request
+// after the start is a HIT, its pull asks ECR for no blob, and the
+// shared index is not rebuilt (it holds the same blobs).
+func TestClusterReplicaRestart(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	digest, img := seedImageContent(t, emu, "team/app:1.0", 2, mib, types.OCIManifestSchema1)
+	c := newClusterCache(t, emu, "1g")
+	p := c.start(t)
+	mustPull(t, p, "team/app:1.0", digest)
+	c.waitIndexed(t, img.layers)
+	indexed := c.rdb.ZCard(t.Context(), c.lruKey).Val()
+	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Wait()
+
+	before := emu.Count(ecrtest.KindBlobGET)
+	p = c.start(t)
+	resp, err := http.Get(p.URL() + "/v2/team/app/blobs/" + img.layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache-Status") != "HIT" {
+		t.Errorf("first blob GET after the restart: %s, X-Cache-Status %q; want 200 HIT", resp.Status, resp.Header.Get("X-Cache-Status"))
+	}
+	mustPull(t, p, "team/app@"+digest, digest)
+	if got := emu.Count(ecrtest.KindBlobGET) - before; got != 0 {
+		t.Errorf("pull through the restarted replica: %d ECR blob GETs, want 0 (all in the bucket)", got)
+	}
+	if strings.Contains(p.Logs(), "rebuilt the shared cache index") {
+		t.Error("the restarted replica rebuilt the shared index")
+	}
+	if got := c.rdb.ZCard(t.Context(), c.lruKey).Val(); got != indexed {
+		t.Errorf("the index holds %d blobs after the restart, want the same %d", got, indexed)
+	}
+}
