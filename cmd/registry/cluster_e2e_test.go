@@ -395,6 +395,14 @@ func TestClusterS3Down(t *testing.T) {
 			t.Errorf("GET %s: the answer names the internal S3 address: %s", path, body)
 		}
 	}
+	// The log says why: the cache storage, with the driver's error.
+	why := false
+	for _, l := range p.Lines() {
+		why = why || strings.Contains(l, "the cache storage is unavailable") && strings.Contains(l, "connection refused")
+	}
+	if !why {
+		t.Errorf("no log line says the cache storage is unavailable and why (the driver's error):\n%s", p.Logs())
+	}
 }
 
 // TestClusterRedisDown: Redis stopped mid-run; pulls through every
