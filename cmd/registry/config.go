@@ -88,6 +88,9 @@ type settings struct {
 	// upstreams are the registries served: one without a prefix
 	// (proxy.remoteurl), or ecr.registries.
 	upstreams []upstreamRegistry
+	// registriesFromEnv says ECR_REGISTRIES set ecr.registries: errors
+	// name its entries rather than the file's keys.
+	registriesFromEnv bool
 	// notes are messages for the log, once it is configured.
 	notes []string
 	// warnings are logged at warning level, once the log is configured.

@@ -136,47 +136,66 @@ func (s *settings) checkRegistries(awsRegion, awsDefaultRegion string) error {
 	}
 	prefixes := make([]string, 0, len(s.ecr.Registries))
 	for i, r := range s.ecr.Registries {
-		key := fmt.Sprintf("ecr.registries[%d]", i)
-		up, err := checkRegistry(key, r, s.ecr.RenewInterval, awsRegion, awsDefaultRegion)
+		field := func(name string) string { return fmt.Sprintf("ecr.registries[%d].%s", i, name) }
+		if s.registriesFromEnv {
+			field = func(name string) string { return fmt.Sprintf("%s entry %d %s", envECRRegistries, i+1, name) }
+		}
+		up, note, err := checkRegistry(field, r, s.ecr.RenewInterval, awsRegion, awsDefaultRegion)
 		if err != nil {
 			return err
+		}
+		if note != "" {
+			s.notes = append(s.notes, note)
 		}
 		prefixes = append(prefixes, r.Prefix)
 		s.upstreams = append(s.upstreams, up)
 	}
 	if err := ecrauth.CheckPrefixes(prefixes); err != nil {
+		if s.registriesFromEnv {
+			return fmt.Errorf("%s prefixes: %w", envECRRegistries, err)
+		}
 		return fmt.Errorf("ecr.registries[].prefix: %w", err)
 	}
 	s.region = s.upstreams[0].region
 	return nil
 }
 
-// checkRegistry checks one entry of ecr.registries, named key.
-func checkRegistry(key string, r registrySettings, renew time.Duration, awsRegion, awsDefaultRegion string) (upstreamRegistry, error) {
+// checkRegistry checks one entry of ecr.registries (or ECR_REGISTRIES),
+// whose keys field names in errors, and returns it resolved, with a note
+// for the log when its region differs from its host's.
+func checkRegistry(field func(string) string, r registrySettings, renew time.Duration, awsRegion, awsDefaultRegion string) (upstreamRegistry, string, error) {
 	u, err := registryURL(r.URL)
 	if err != nil {
-		return upstreamRegistry{}, fmt.Errorf("%s.url %q: %w", key, r.URL, err)
+		return upstreamRegistry{}, "", fmt.Errorf("%s %q: %w", field("url"), r.URL, err)
 	}
 	if err := ecrauth.CheckPrefixes([]string{r.Prefix}); err != nil {
-		return upstreamRegistry{}, fmt.Errorf("%s.prefix: %w", key, err)
+		return upstreamRegistry{}, "", fmt.Errorf("%s: %w", field("prefix"), err)
 	}
 	if r.Role != "" && !roleARN.MatchString(r.Role) {
-		return upstreamRegistry{}, fmt.Errorf("%s.role %q: want an IAM role ARN such as arn:aws:iam::123456789012:role/ecr-proxy-pull", key, r.Role)
+		return upstreamRegistry{}, "", fmt.Errorf("%s %q: want an IAM role ARN such as arn:aws:iam::123456789012:role/ecr-proxy-pull", field("role"), r.Role)
 	}
 	if r.ExternalID != "" && (r.Role == "" || len(r.ExternalID) < 2 || len(r.ExternalID) > 1224 || !externalIDPattern.MatchString(r.ExternalID)) {
-		return upstreamRegistry{}, fmt.Errorf("%s.externalid %q: want 2 to 1224 of letters, digits and +=,.@:/-, with a role", key, r.ExternalID)
+		return upstreamRegistry{}, "", fmt.Errorf("%s %q: want 2 to 1224 of letters, digits and +=,.@:/-, with a role", field("externalid"), r.ExternalID)
 	}
 	if r.RenewInterval < 0 || r.RenewInterval > maxRenewInterval {
-		return upstreamRegistry{}, fmt.Errorf("%s.renewinterval %q: want a duration above 0 and at most 12h, such as 6h", key, r.RenewInterval)
+		return upstreamRegistry{}, "", fmt.Errorf("%s %q: want a duration above 0 and at most 12h, such as 6h", field("renewinterval"), r.RenewInterval)
 	}
 	region, err := ecrauth.ChooseRegion(r.Region, awsRegion, awsDefaultRegion, u)
 	if err != nil {
-		return upstreamRegistry{}, fmt.Errorf("%s (prefix %s): %w", key, r.Prefix, err)
+		// ChooseRegion's advice (ecr.region) is for proxy.remoteurl.
+		return upstreamRegistry{}, "", fmt.Errorf("%s %q (prefix %s): %w: the host names no ECR region; set %s, or AWS_REGION in the environment",
+			field("url"), r.URL, r.Prefix, ecrauth.ErrNoRegion, field("region"))
+	}
+	note := ""
+	if host, perr := ecrauth.ParseRegistryURL(u); perr == nil && r.Region != "" && !strings.EqualFold(r.Region, host.Region) {
+		note = fmt.Sprintf("%s %s differs from %s, the region of the registry host %s; tokens are minted in %s, as configured, "+
+			"but ECR accepts a token only in the region it was minted in: leave it unset to use the host's region",
+			field("region"), r.Region, host.Region, hostOf(u), r.Region)
 	}
 	if r.RenewInterval > 0 {
 		renew = r.RenewInterval
 	}
-	return upstreamRegistry{prefix: r.Prefix, url: u, region: region.Region, role: r.Role, externalID: r.ExternalID, renew: renew}, nil
+	return upstreamRegistry{prefix: r.Prefix, url: u, region: region.Region, role: r.Role, externalID: r.ExternalID, renew: renew}, note, nil
 }
 
 // applyRegistriesEnv applies ECR_REGISTRIES over ecr.registries.
@@ -194,6 +213,7 @@ func (e *seedEnv) applyRegistriesEnv(s *settings) error {
 		return err
 	}
 	s.ecr.Registries = regs
+	s.registriesFromEnv = true
 	return nil
 }
 

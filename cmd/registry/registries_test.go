@@ -102,6 +102,8 @@ func TestRegistriesRejects(t *testing.T) {
 			[]string{"proxy.remoteurl", regShared, "ecr.registries"}},
 		{"ecr.region too", replace("  push: anonymous\n", "  push: anonymous\n  region: us-west-2\n"),
 			[]string{"ecr.region", "us-west-2"}},
+		{"no region", replace("url: "+regProd, "url: https://registry.example"),
+			[]string{"ecr.registries[1].url", `"https://registry.example"`, "ecr.registries[1].region", "no AWS region"}},
 		{"unknown key", replace("externalid: ext-7", "externalID: ext-7"),
 			[]string{"ecr.registries[1].externalID", "externalid"}},
 	}
@@ -119,7 +121,10 @@ func TestRegistriesRejects(t *testing.T) {
 		{"ECR and ECR_REGISTRIES", []string{envECR, regShared, envECRRegistries, "a=" + regProd}, []string{"ECR", "ECR_REGISTRIES"}},
 		{"no url", []string{envECRRegistries, "shared"}, []string{"ECR_REGISTRIES entry 1", `"shared"`}},
 		{"unknown field", []string{envECRRegistries, "a=" + regProd + ",rolearn=x"}, []string{"ECR_REGISTRIES entry 1", `"rolearn"`}},
-		{"overlap", []string{envECRRegistries, "a=" + regProd + " a/b=" + regShared}, []string{"overlapping", `"a"`, `"a/b"`}},
+		{"overlap", []string{envECRRegistries, "a=" + regProd + " a/b=" + regShared}, []string{"ECR_REGISTRIES prefixes", "overlapping", `"a"`, `"a/b"`}},
+		{"bad url", []string{envECRRegistries, "a=ftp://x"}, []string{"ECR_REGISTRIES entry 1 url", `"ftp://x"`}},
+		{"bad role", []string{envECRRegistries, "a=" + regProd + ";b=" + regShared + ",role=admin"}, []string{"ECR_REGISTRIES entry 2 role", `"admin"`}},
+		{"no region", []string{envECRRegistries, "a=https://registry.example"}, []string{"ECR_REGISTRIES entry 1 url", "ECR_REGISTRIES entry 1 region"}},
 	}
 	for _, tc := range envs {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,5 +143,37 @@ func assertErrHas(t *testing.T, err error, want []string) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q lacks %q", err, w)
 		}
+	}
+}
+
+// TestRegistriesErrorsNameTheirOwnKeys: errors about an entry name the
+// entry's keys, never ecr.region (refused with ecr.registries) nor, for
+// ECR_REGISTRIES, the file's keys.
+func TestRegistriesErrorsNameTheirOwnKeys(t *testing.T) {
+	clearRegionEnv(t)
+	_, err := loadSettings(writeFile(t, strings.Replace(registriesBase, "url: "+regProd, "url: https://registry.example", 1)), envMap())
+	if err == nil || strings.Contains(err.Error(), "ecr.region") {
+		t.Errorf("no region: %v; want an error that does not suggest ecr.region", err)
+	}
+	_, err = loadSettings("", envMap(envECRRegistries, "a=ftp://x", envPort, "5000"))
+	if err == nil || strings.Contains(err.Error(), "ecr.registries") {
+		t.Errorf("ECR_REGISTRIES with a bad url: %v; want an error naming ECR_REGISTRIES, not ecr.registries", err)
+	}
+}
+
+// TestRegistryRegionDifferingFromItsHostIsNoted: a registry's region
+// that is not its host's is logged at start, naming the entry's key.
+func TestRegistryRegionDifferingFromItsHostIsNoted(t *testing.T) {
+	clearRegionEnv(t)
+	s, err := loadSettings(writeFile(t, strings.Replace(registriesBase, "      renewinterval: 2h\n", "      renewinterval: 2h\n      region: us-west-2\n", 1)), envMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(s.notes, "\n")
+	if !strings.Contains(notes, "ecr.registries[1].region us-west-2 differs from eu-west-1") || strings.Contains(notes, "ecr.registries[0]") {
+		t.Errorf("notes:\n%s\nwant one for ecr.registries[1].region only", notes)
+	}
+	if s.upstreams[1].region != "us-west-2" {
+		t.Errorf("region of ecr.registries[1] = %q, want us-west-2 as configured", s.upstreams[1].region)
 	}
 }
