@@ -604,3 +604,53 @@ func TestClusterReplicaRestart(t *testing.T) {
 		t.Errorf("the index holds %d blobs after the restart, want the same %d", got, indexed)
 	}
 }
+
+// TestClusterRedisPassword: REDIS_PASSWORD reaches a Redis that requires
+// one (the replicas share the index and their downloads through it); a
+// wrong one degrades the replica, which goes on serving, and the password
+// shows in neither its log nor /readyz.
+func TestClusterRedisPassword(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	digest, img := seedImageContent(t, emu, "team/app:1.0", 2, mib, types.OCIManifestSchema1)
+	const password, wrong = "redis-pass-7f3a91", "wrong-pass-c05e28"
+	r := enginetest.StartRedis(t, "--requirepass", password)
+	c := &clusterCache{redis: r, lruKey: "{ecr-proxy:s3://ecr-proxy-cache/cache}:lru"}
+	c.s3Cache = newS3Cache(t, emu, proxytest.ConfigOptions{Extra: fmt.Sprintf(
+		"redis:\n  addrs: [%s]\nmiddleware:\n  storage:\n    - name: redislru\n      options:\n        maxsize: 1g\n        touchinterval: 0s\n", r.Addr())})
+	c.rdb = redis.NewClient(&redis.Options{Addr: r.Addr(), Password: password})
+	t.Cleanup(func() { _ = c.rdb.Close() })
+	withPassword := func(pw string) *proxytest.Proxy {
+		return runProxy(t, []string{"serve", c.cfgPath}, append(c.emu.Env(), "REDIS_PASSWORD="+pw))
+	}
+
+	ps := []*proxytest.Proxy{withPassword(password), withPassword(password)}
+	for i, err := range pullRoundRobin(t, ps, 4, "team/app:1.0", digest) {
+		if err != nil {
+			t.Errorf("client %d: %v", i, err)
+		}
+	}
+	if got := emu.Count(ecrtest.KindBlobGET); got != 3 {
+		t.Errorf("%d ECR blob GETs for 4 clients on 2 replicas, want 3 (one per blob): the downloads were not shared", got)
+	}
+	c.waitIndexed(t, img.layers)
+
+	bad := withPassword(wrong)
+	mustPull(t, bad, "team/app@"+digest, digest)
+	resp, err := http.Get(bad.URL() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"redis":"degraded"`) {
+		t.Errorf("/readyz with a wrong Redis password: %s %s, want 200 with redis degraded", resp.Status, body)
+	}
+	for _, p := range append(ps, bad) {
+		for _, pw := range []string{password, wrong} {
+			if strings.Contains(p.Logs(), pw) || strings.Contains(string(body), pw) {
+				t.Errorf("a Redis password shows in a replica's log or /readyz")
+			}
+		}
+	}
+}

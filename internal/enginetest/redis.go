@@ -13,10 +13,11 @@ type Redis struct {
 	e *engine
 }
 
-// StartRedis starts redis-server for the test and stops it at cleanup.
-func StartRedis(t testing.TB) *Redis {
+// StartRedis starts redis-server for the test and stops it at cleanup;
+// extra are more of its arguments (--requirepass secret).
+func StartRedis(t testing.TB, extra ...string) *Redis {
 	t.Helper()
-	e := redisEngine(t.TempDir())
+	e := redisEngine(t.TempDir(), extra...)
 	e.bin = findBinary(t, e.name, redisInstall)
 	launch(t, e)
 	return &Redis{e: e}
@@ -44,13 +45,13 @@ func (r *Redis) Close() { r.e.stop(false) }
 
 const redisInstall = "apt-get install redis-server"
 
-func redisEngine(dir string) *engine {
+func redisEngine(dir string, extra ...string) *engine {
 	return &engine{
 		name: "redis-server",
 		args: func(addr string) []string {
 			_, port := splitPort(addr)
-			return []string{"--bind", "127.0.0.1", "--port", port, "--dir", dir,
-				"--save", "", "--appendonly", "no", "--protected-mode", "no"}
+			return append([]string{"--bind", "127.0.0.1", "--port", port, "--dir", dir,
+				"--save", "", "--appendonly", "no", "--protected-mode", "no"}, extra...)
 		},
 	}
 }
