@@ -259,7 +259,8 @@ func TestRegistriesOneDownOrRefusingLeavesTheOtherAlone(t *testing.T) {
 	// The down registry's cached tag is still served.
 	mustPull(t, r.proxy, "shared/base/cached:1", digCached)
 	status, body := readyz(t, r.proxy)
-	if status != http.StatusOK || body.Registries["shared"] != "unreachable" || body.Registries["prod"] != "reachable" || body.Status != "degraded" {
+	if status != http.StatusOK || body.Registries["shared"] != "unreachable" || body.Registries["prod"] != "reachable" || body.Status != "degraded" ||
+		body.ECR != "partly reachable" {
 		t.Errorf("/readyz with shared down: %d %+v; want 200, degraded, shared unreachable, prod reachable", status, body)
 	}
 	if code := getStatus(t, r.proxy, "/v2/shared/base/alpine/manifests/1"); code != http.StatusServiceUnavailable {
@@ -280,6 +281,18 @@ func TestRegistriesOneDownOrRefusingLeavesTheOtherAlone(t *testing.T) {
 	}
 	r.a.RefuseTokens(0)
 	mustPull(t, r.proxy, "shared/base/alpine:1", digA)
+
+	// Only with every registry down is the proxy not ready.
+	if err := r.a.Down(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.b.Down(); err != nil {
+		t.Fatal(err)
+	}
+	status, body = readyz(t, r.proxy)
+	if status != http.StatusServiceUnavailable || body.Registries["shared"] != "unreachable" || body.Registries["prod"] != "unreachable" || body.ECR != "unreachable" {
+		t.Errorf("/readyz with both registries down: %d %+v; want 503, both unreachable", status, body)
+	}
 }
 
 // getStatus is the status code of a GET of path from the proxy.
