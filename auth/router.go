@@ -194,9 +194,15 @@ func (r *Router) otherFor(u *url.URL) http.RoundTripper {
 	return r.other
 }
 
-// UnknownNameMessage says that name has no configured prefix, listing
-// the prefixes.
+// UnknownNameMessage says that name has no configured prefix, or is a
+// prefix alone (no repository under it), listing the prefixes.
 func (r *Router) UnknownNameMessage(name string) string {
+	for _, rt := range r.routes {
+		if name == rt.Prefix {
+			return fmt.Sprintf("%q is a registry prefix, not a repository: name a repository under it, such as %s/<repository>; the prefixes are: %s/",
+				name, name, strings.Join(r.Prefixes(), "/, "))
+		}
+	}
 	return fmt.Sprintf("repository %q is under no configured registry prefix; the prefixes are: %s/",
 		name, strings.Join(r.Prefixes(), "/, "))
 }

@@ -251,6 +251,9 @@ func TestRouterUnknownPrefixIsNameUnknownListingPrefixes(t *testing.T) {
 			!strings.Contains(body.Errors[0].Message, "shared/, team/prod/") {
 			t.Errorf("%s: errors %+v, want NAME_UNKNOWN listing shared/ and team/prod/", name, body.Errors)
 		}
+		if alone := name == "shared"; len(body.Errors) == 1 && alone != strings.Contains(body.Errors[0].Message, "is a registry prefix, not a repository") {
+			t.Errorf("%s: message %q; a prefix alone, and only it, is told to name a repository under it", name, body.Errors[0].Message)
+		}
 	}
 	if n := len(a.got()) + len(b.got()); n != 0 {
 		t.Errorf("%d requests reached a registry", n)
