@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -110,10 +112,10 @@ func (c *cluster) readiness() gateway.Option {
 
 // newRedisClient is a client for distribution's redis section (the keys
 // distribution reads for its own cache), or nil when it names no server.
-func newRedisClient(cfg configuration.Redis) redis.UniversalClient {
+func newRedisClient(cfg configuration.Redis) (redis.UniversalClient, error) {
 	o := cfg.Options
 	if len(o.Addrs) == 0 {
-		return nil
+		return nil, nil
 	}
 	opts := &redis.UniversalOptions{
 		Addrs: o.Addrs, ClientName: o.ClientName, DB: o.DB, Protocol: o.Protocol, Username: o.Username, Password: o.Password,
@@ -131,10 +133,46 @@ func newRedisClient(cfg configuration.Redis) redis.UniversalClient {
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = -1 // the callers degrade instead of retrying
 	}
-	if cfg.TLS.Certificate != "" || len(cfg.TLS.RootCAs) > 0 {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	tc, err := redisTLS(cfg.TLS)
+	if err != nil {
+		return nil, err
 	}
-	return redis.NewUniversalClient(opts)
+	opts.TLSConfig = tc
+	return redis.NewUniversalClient(opts), nil
+}
+
+// redisTLS is the TLS configuration of redis.tls, read as distribution
+// reads it: TLS when any key is set, the client certificate and key
+// together, the root CAs instead of the system's; nil without TLS.
+func redisTLS(t configuration.RedisTLSOptions) (*tls.Config, error) {
+	if t.Certificate == "" && t.Key == "" && len(t.RootCAs) == 0 {
+		return nil, nil
+	}
+	if (t.Certificate == "") != (t.Key == "") {
+		return nil, fmt.Errorf("redis.tls.certificate %q and redis.tls.key %q go together: set both for a client certificate, or neither", t.Certificate, t.Key)
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.Certificate != "" {
+		cert, err := tls.LoadX509KeyPair(t.Certificate, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls.certificate %q, redis.tls.key %q: %w", t.Certificate, t.Key, err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	if len(t.RootCAs) > 0 {
+		pool := x509.NewCertPool()
+		for i, f := range t.RootCAs {
+			pem, err := os.ReadFile(f) //nolint:gosec // a path of the configuration
+			if err != nil {
+				return nil, fmt.Errorf("redis.tls.rootcas[%d] %q: %w", i, f, err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("redis.tls.rootcas[%d] %q: no PEM certificate in it", i, f)
+			}
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
 }
 
 // redisLRUOptions returns the options of each redislru middleware entry.
@@ -163,6 +201,11 @@ func (s *settings) checkCluster() error {
 	}
 	if err := s.checkSharedTTL(); err != nil {
 		return err
+	}
+	if len(s.dist.Redis.Options.Addrs) > 0 {
+		if _, err := redisTLS(s.dist.Redis.TLS); err != nil {
+			return err
+		}
 	}
 	for i, opts := range redisLRUOptions(s.dist) {
 		if !sharedCache(s) {
@@ -268,7 +311,11 @@ func setupCluster(s *settings, log logrus.FieldLogger) (*cluster, error) {
 			return nil, err
 		}
 	}
-	c := &cluster{rdb: newRedisClient(s.dist.Redis)}
+	rdb, err := newRedisClient(s.dist.Redis)
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{rdb: rdb}
 	if c.rdb == nil || !sharedCache(s) {
 		return c, nil
 	}
@@ -361,9 +408,12 @@ func installStorageFailures(s *settings) error {
 // bare storage driver, without the storage middleware.
 func reconcileAfterGC(ctx context.Context, cfg *configuration.Configuration) error {
 	opts := redisLRUOptions(cfg)
-	rdb := newRedisClient(cfg.Redis)
-	if len(opts) == 0 || rdb == nil {
+	if len(opts) == 0 {
 		return nil
+	}
+	rdb, err := newRedisClient(cfg.Redis)
+	if err != nil || rdb == nil {
+		return err
 	}
 	defer rdb.Close() //nolint:errcheck // closing connections
 	s := &settings{dist: cfg}

@@ -23,6 +23,23 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 	return &Redis{e: e}
 }
 
+// StartRedisTLS starts redis-server for the test serving TLS only, with
+// the server certificate certFile and its key keyFile (clients are not
+// asked for certificates), and stops it at cleanup.
+func StartRedisTLS(t testing.TB, certFile, keyFile string) *Redis {
+	t.Helper()
+	e := redisEngine(t.TempDir())
+	plain := e.args
+	e.args = func(addr string) []string {
+		_, port := splitPort(addr)
+		return append(plain(addr), "--port", "0", "--tls-port", port,
+			"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no")
+	}
+	e.bin = findBinary(t, e.name, redisInstall)
+	launch(t, e)
+	return &Redis{e: e}
+}
+
 // RunRedis starts redis-server outside a test (benchmarks), with its
 // files in dir; Close stops it.
 func RunRedis(dir string) (*Redis, error) {
