@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -73,14 +75,15 @@ func startTwoRegistries(t *testing.T) *twoRegistries {
 }
 
 // startTwoRegistriesWith is startTwoRegistries with extra top-level
-// YAML sections in the configuration.
-func startTwoRegistriesWith(t *testing.T, extra string) *twoRegistries {
+// YAML sections in the configuration, and extra keys ("key: value") of
+// registry b's entry.
+func startTwoRegistriesWith(t *testing.T, extra string, prodKeys ...string) *twoRegistries {
 	t.Helper()
 	a, b, env := newTwoEmulators(t)
 	cfg, err := proxytest.WriteConfig(t.TempDir(), proxytest.ConfigOptions{
 		RootDirectory: t.TempDir(),
 		Extra:         extra,
-		ECRExtra: []string{
+		ECRExtra: append([]string{
 			"registries:",
 			"  - prefix: shared",
 			"    url: " + a.RegistryURL(),
@@ -90,7 +93,7 @@ func startTwoRegistriesWith(t *testing.T, extra string) *twoRegistries {
 			"    region: " + b.Region(),
 			"    role: " + prodRole,
 			"    externalid: " + prodExternalID,
-		},
+		}, prefixEach("    ", prodKeys)...),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -524,5 +527,34 @@ func TestRegistriesUnknownPrefixAsksForCredentialsFirst(t *testing.T) {
 		if tc.want == http.StatusUnauthorized && (strings.Contains(string(body), "prod") || !strings.Contains(resp.Header.Get("Www-Authenticate"), `Basic realm="ecr-proxy"`)) {
 			t.Errorf("%s %s %s: %q %s; want the proxy's Basic challenge and no prefix", tc.name, tc.method, tc.path, resp.Header.Get("Www-Authenticate"), body)
 		}
+	}
+}
+
+// prefixEach is lines, each after prefix.
+func prefixEach(prefix string, lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = prefix + l
+	}
+	return out
+}
+
+// TestRegistriesRenewEachOnItsOwnInterval: registry b's renewinterval
+// (1s: renewed at the 5 s floor) renews b's token while a's, on the
+// default 6h, is minted once.
+func TestRegistriesRenewEachOnItsOwnInterval(t *testing.T) {
+	r := startTwoRegistriesWith(t, "", "renewinterval: 1s")
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if _, err := r.proxy.WaitForLines(ctx, 2, func(l string) bool {
+		return strings.Contains(l, "minted ECR token") && strings.Contains(l, "registry=prod")
+	}); err != nil {
+		t.Fatalf("registry prod's token was not renewed on its 1s interval: %v", err)
+	}
+	if n := r.a.Count(ecrtest.KindTokenMint); n != 1 {
+		t.Errorf("registry a minted %d tokens while b renewed its own, want 1 (renewinterval 6h)", n)
+	}
+	if n := strings.Count(linesWith(r.proxy.Logs(), "minted ECR token"), "registry=shared"); n != 1 {
+		t.Errorf("registry shared logged %d mints, want 1", n)
 	}
 }
