@@ -558,3 +558,34 @@ func TestRegistriesRenewEachOnItsOwnInterval(t *testing.T) {
 		t.Errorf("registry shared logged %d mints, want 1", n)
 	}
 }
+
+// TestRegistriesCopyBetweenPrefixes: copying an image from one prefix to
+// the other through the proxy (the client asks for cross-repository
+// mounts, which cannot cross registries) uploads its blobs to the
+// target's registry.
+func TestRegistriesCopyBetweenPrefixes(t *testing.T) {
+	r := startTwoRegistries(t)
+	dig := seedImage(t, r.a, "base/alpine:1", 2, 4<<10, types.OCIManifestSchema1)
+	src, err := name.ParseReference(r.proxy.Addr+"/shared/base/alpine:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := name.ParseReference(r.proxy.Addr+"/prod/copied:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(src, remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(dst, img, remote.WithContext(t.Context())); err != nil {
+		t.Fatalf("copy shared/base/alpine:1 to prod/copied:1: %v", err)
+	}
+	if got := headManifest(t, r.b, "copied", "1"); got != dig {
+		t.Errorf("registry b has copied:1 at %q, want %s", got, dig)
+	}
+	if n := r.b.Count(ecrtest.KindUpload); n == 0 {
+		t.Error("registry b received no upload: the blobs cannot have come from registry a")
+	}
+	mustPull(t, r.proxy, "prod/copied:1", dig)
+}
