@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -201,6 +203,12 @@ func (s *settings) checkCluster() error {
 	}
 	if err := s.checkSharedTTL(); err != nil {
 		return err
+	}
+	for i, a := range s.dist.Redis.Options.Addrs {
+		host, port, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || host == "" || n < 1 || n > 65535 {
+			return fmt.Errorf("redis.addrs[%d] %q (%s): want host:port, such as redis:6379", i, a, envRedisAddr)
+		}
 	}
 	if len(s.dist.Redis.Options.Addrs) > 0 {
 		if _, err := redisTLS(s.dist.Redis.TLS); err != nil {

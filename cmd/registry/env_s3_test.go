@@ -89,6 +89,13 @@ func TestClusterBoundVariables(t *testing.T) {
 		t.Errorf("start-up log cache_max=%v, want the cluster-wide bound 500g", got)
 	}
 
+	for _, addr := range []string{"redis", "redis://redis:6379", ":6379", "redis:port"} {
+		_, err := loadSettings("", envMap("ECR", seedECR, "PORT", "5000", "CACHE_S3_BUCKET", "team-cache", "REDIS_ADDR", "r:6379,"+addr))
+		if want := fmt.Sprintf("redis.addrs[1] %q (REDIS_ADDR): want host:port", addr); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("REDIS_ADDR=r:6379,%s: %v, want an error containing %q", addr, err, want)
+		}
+	}
+
 	_, err = loadSettings("", envMap("ECR", seedECR, "PORT", "5000", "CACHE_S3_BUCKET", "team-cache", "CACHE_MAX_SIZE", "500g"))
 	if err == nil || !strings.Contains(err.Error(), "set REDIS_ADDR") {
 		t.Errorf("CACHE_MAX_SIZE over S3 without Redis: %v, want an error asking for REDIS_ADDR", err)

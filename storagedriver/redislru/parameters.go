@@ -107,7 +107,7 @@ func FromOptions(options map[string]any) (Parameters, error) {
 		if !ok || v == nil {
 			continue
 		}
-		if *d.to, err = parseDuration(v); err != nil {
+		if *d.to, err = parseDuration(v); err != nil || *d.to < 0 {
 			return Parameters{}, fmt.Errorf("option %s %q: want a duration such as 10s, or 0", d.key, fmt.Sprint(v))
 		}
 		if *d.to == 0 {

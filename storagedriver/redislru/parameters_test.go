@@ -22,6 +22,7 @@ func TestFromOptions(t *testing.T) {
 		{"bad maxsize", map[string]any{"maxsize": "10x"}, Parameters{}, `option maxsize "10x"`},
 		{"bad lowwater", map[string]any{"maxsize": "1g", "lowwater": "lots"}, Parameters{}, `option lowwater "lots"`},
 		{"bad duration", map[string]any{"maxsize": "1g", "evictgrace": "soon"}, Parameters{}, `option evictgrace "soon"`},
+		{"negative duration", map[string]any{"maxsize": "1g", "touchinterval": "-1s"}, Parameters{}, `option touchinterval "-1s"`},
 		{"unknown option", map[string]any{"maxsize": "1g", "maxszie": "2g"}, Parameters{}, "unknown option maxszie"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
