@@ -589,3 +589,42 @@ func TestRegistriesCopyBetweenPrefixes(t *testing.T) {
 	}
 	mustPull(t, r.proxy, "prod/copied:1", dig)
 }
+
+// TestRegistriesRoleRefusedLeavesTheOtherAlone: registry b's role
+// refuses the proxy (a wrong external ID): the log says so for registry
+// prod, its pulls fail without hanging, and registry a serves as before.
+func TestRegistriesRoleRefusedLeavesTheOtherAlone(t *testing.T) {
+	a, b, env := newTwoEmulators(t)
+	digA := seedImage(t, a, "base/alpine:1", 1, 4<<10, types.OCIManifestSchema1)
+	seedImage(t, b, "app:1", 1, 4<<10, types.OCIManifestSchema1)
+	cfg, err := proxytest.WriteConfig(t.TempDir(), proxytest.ConfigOptions{
+		RootDirectory: t.TempDir(),
+		ECRExtra: []string{
+			"registries:",
+			"  - {prefix: shared, url: " + a.RegistryURL() + ", region: " + a.Region() + "}",
+			"  - {prefix: prod, url: " + b.RegistryURL() + ", region: " + b.Region() + ", role: '" + prodRole + "', externalid: wrong-id}",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProcess(t, []string{"serve", cfg}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitForLines(t.Context(), 1, func(l string) bool {
+		return strings.Contains(l, "AssumeRole") && strings.Contains(l, "registry=prod")
+	}); err != nil {
+		t.Fatalf("no line saying registry prod's role was refused: %v", err)
+	}
+	mustPull(t, p, "shared/base/alpine:1", digA)
+	if code := getStatus(t, p, "/v2/prod/app/manifests/1"); code < 400 {
+		t.Errorf("prod/app:1 with its role refused: %d, want an error", code)
+	}
+	if n := b.Count(ecrtest.KindTokenMint); n != 0 {
+		t.Errorf("registry b minted %d tokens for a proxy its role refuses, want 0", n)
+	}
+	if strings.Contains(p.Logs(), "wrong-id") {
+		t.Error("the external ID is in the log")
+	}
+}
