@@ -139,3 +139,48 @@ func TestRedisDown(t *testing.T) {
 		t.Error("a tag counts as checked with Redis down")
 	}
 }
+
+// TestLeaseRenewedThenLapses: a claim renewed while bytes arrive outlives
+// its deadline many times over; once the owner stops renewing (it died
+// without anyone noticing), the claim lapses after its deadline and
+// another replica takes the download over.
+func TestLeaseRenewedThenLapses(t *testing.T) {
+	rdb := client(t, enginetest.StartRedis(t).Addr())
+	const ttl = time.Second
+	newC := func(url string) *cluster.Coordinator {
+		c, err := cluster.New(rdb, cluster.WithPrefix("test"), cluster.WithLeaseTTL(ttl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetAdvertise(url)
+		return c
+	}
+	a, b := newC("http://10.0.0.1:5000"), newC("http://10.0.0.2:5000")
+	const key = "team/app@sha256:1"
+	if _, mine := a.Claim(t.Context(), key); !mine {
+		t.Fatal("first claim is not mine")
+	}
+	// Bytes arrive every 20 ms for three deadlines: a renews as they do.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for end := time.Now().Add(3 * ttl); time.Now().Before(end); <-tick.C {
+		a.Renew(key)
+		if owner, mine := b.Claim(t.Context(), key); mine || !strings.HasPrefix(owner, "http://10.0.0.1:5000 ") {
+			t.Fatalf("while the owner renews: another replica got owner %q, mine %v; want the owner's claim kept", owner, mine)
+		}
+	}
+	// The owner stops (killed): its claim lapses within about a deadline.
+	stopped := time.Now()
+	for {
+		if _, mine := b.Claim(t.Context(), key); mine {
+			break
+		}
+		if time.Since(stopped) > 10*ttl {
+			t.Fatal("the claim of an owner that stopped renewing never lapsed")
+		}
+		<-tick.C
+	}
+	if waited := time.Since(stopped); waited < ttl/3 {
+		t.Errorf("the claim lapsed %v after the owner's last renewal, before its deadline of %v", waited, ttl)
+	}
+}
