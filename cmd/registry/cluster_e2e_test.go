@@ -403,6 +403,9 @@ func TestClusterS3Down(t *testing.T) {
 	if !why {
 		t.Errorf("no log line says the cache storage is unavailable and why (the driver's error):\n%s", p.Logs())
 	}
+	if strings.Contains(p.Logs(), "cache-secret") {
+		t.Error("the bucket's secret key (storage.s3.secretkey) shows in the log")
+	}
 }
 
 // TestClusterRedisDown: Redis stopped mid-run; pulls through every
