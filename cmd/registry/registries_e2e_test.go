@@ -79,10 +79,20 @@ func startTwoRegistries(t *testing.T) *twoRegistries {
 // registry b's entry.
 func startTwoRegistriesWith(t *testing.T, extra string, prodKeys ...string) *twoRegistries {
 	t.Helper()
+	return startTwoRegistriesConfig(t, proxytest.ConfigOptions{Extra: extra}, prodKeys...)
+}
+
+// startTwoRegistriesConfig is startTwoRegistriesWith from base, whose
+// RootDirectory and ECRExtra it sets.
+func startTwoRegistriesConfig(t *testing.T, base proxytest.ConfigOptions, prodKeys ...string) *twoRegistries {
+	t.Helper()
 	a, b, env := newTwoEmulators(t)
+	base.RootDirectory = t.TempDir()
 	cfg, err := proxytest.WriteConfig(t.TempDir(), proxytest.ConfigOptions{
-		RootDirectory: t.TempDir(),
-		Extra:         extra,
+		RootDirectory: base.RootDirectory,
+		Extra:         base.Extra,
+		StorageDriver: base.StorageDriver,
+		StorageParams: base.StorageParams,
 		ECRExtra: append([]string{
 			"registries:",
 			"  - prefix: shared",
@@ -626,5 +636,32 @@ func TestRegistriesRoleRefusedLeavesTheOtherAlone(t *testing.T) {
 	}
 	if strings.Contains(p.Logs(), "wrong-id") {
 		t.Error("the external ID is in the log")
+	}
+}
+
+// TestRegistriesShareOneBound: one cache bound covers both registries:
+// pulls through prod evict what shared pulled, and the cache stays
+// within maxsize.
+func TestRegistriesShareOneBound(t *testing.T) {
+	const maxsize = 4 << 20
+	r := startTwoRegistriesConfig(t, proxytest.ConfigOptions{StorageParams: map[string]string{"maxsize": "4m"}})
+	digA := seedImage(t, r.a, "base/big:1", 2, 1<<20, types.OCIManifestSchema1)
+	mustPull(t, r.proxy, "shared/base/big:1", digA)
+	for i := range 2 {
+		dig := seedImage(t, r.b, fmt.Sprintf("big%d:1", i), 2, 1<<20, types.OCIManifestSchema1)
+		mustPull(t, r.proxy, fmt.Sprintf("prod/big%d:1", i), dig)
+	}
+	if n := waitForMetric(t, r.proxy, "ecrproxy_cache_evictions_total", "", func(v float64) bool { return v > 0 }); n == 0 {
+		t.Error("no eviction after pulling about 6 MiB through both prefixes into a 4 MiB cache")
+	}
+	if size := waitForMetric(t, r.proxy, "ecrproxy_cache_size_bytes", "", func(v float64) bool { return v <= maxsize }); size > maxsize {
+		t.Errorf("cache holds %v bytes after pulls through both prefixes, want at most %d", size, maxsize)
+	}
+	// shared's image, the least recently used, was evicted: it is
+	// fetched from registry a again.
+	r.a.ResetCounts()
+	mustPull(t, r.proxy, "shared/base/big:1", digA)
+	if n := r.a.Count(ecrtest.KindBlobGET); n == 0 {
+		t.Error("shared/base/big:1 pulled again without a blob GET from registry a: nothing of it was evicted")
 	}
 }
