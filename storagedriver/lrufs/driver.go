@@ -14,7 +14,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/base"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
-	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 )
 
 // DriverName is the name the driver is registered under, the key of the
@@ -109,9 +110,7 @@ func (p Parameters) withDefaults() (Parameters, error) {
 		p.TouchInterval = defaultTouchInterval
 	}
 	if p.Logger == nil {
-		l := logrus.New()
-		l.Out = io.Discard
-		p.Logger = l
+		p.Logger = logx.Discard()
 	}
 	return p, nil
 }

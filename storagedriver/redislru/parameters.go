@@ -3,7 +3,6 @@ package redislru
 import (
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ecr-proxy/ecr-proxy/internal/logx"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
 
@@ -172,9 +172,7 @@ func (p Parameters) withDefaults() Parameters {
 		p.Now = time.Now
 	}
 	if p.Logger == nil {
-		l := logrus.New()
-		l.Out = io.Discard
-		p.Logger = l
+		p.Logger = logx.Discard()
 	}
 	return p
 }
