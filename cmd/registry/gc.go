@@ -15,7 +15,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	"github.com/spf13/cobra"
 
-	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
+	"github.com/ecr-proxy/ecr-proxy/internal/blobpath"
 )
 
 // wrapGarbageCollect makes distribution's garbage-collect command (gc is
@@ -193,7 +193,7 @@ func emptyStorage(ctx context.Context, args []string) (string, bool) {
 	}
 
 	found := false
-	err = d.Walk(ctx, lrufs.BlobsRoot, func(fi storagedriver.FileInfo) error {
+	err = d.Walk(ctx, blobpath.Root, func(fi storagedriver.FileInfo) error {
 		if fi.IsDir() {
 			return nil
 		}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/storage"
 	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/blobpath"
 )
 
 // BenchmarkEviction pushes 64 KiB layers through distribution's call
@@ -47,7 +49,7 @@ func writeBlobFiles(b *testing.B, root string, n int) []string {
 	for i := range n {
 		sum := sha256.Sum256(fmt.Appendf(nil, "blob %d", i))
 		h := hex.EncodeToString(sum[:])
-		dirs[i] = path.Join(BlobsRoot, "sha256", h[:2], h)
+		dirs[i] = path.Join(blobpath.Root, "sha256", h[:2], h)
 		dir := filepath.Join(root, filepath.FromSlash(dirs[i]))
 		if err := os.MkdirAll(dir, 0o777); err != nil {
 			b.Fatal(err)

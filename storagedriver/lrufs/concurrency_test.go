@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/blobpath"
 )
 
 // TestConcurrentReadersWritersEviction pushes and reads blobs from many
@@ -96,7 +98,7 @@ func TestConcurrentReadersWritersEviction(t *testing.T) {
 	}
 	var onDisk int64
 	var n int
-	err := filepath.WalkDir(filepath.Join(e.root, BlobsRoot), func(p string, de fs.DirEntry, err error) error {
+	err := filepath.WalkDir(filepath.Join(e.root, blobpath.Root), func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

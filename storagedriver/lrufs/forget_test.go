@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"path"
 	"testing"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/blobpath"
 )
 
 // fillIndex adds n blobs to x's index directly, as a restart would find
@@ -97,5 +99,5 @@ func TestForgetScopes(t *testing.T) {
 		}
 	}
 	del(prefix, under)
-	del(BlobsRoot+"/sha256", n)
+	del(blobpath.Root+"/sha256", n)
 }

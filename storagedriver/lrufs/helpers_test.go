@@ -19,6 +19,8 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/blobpath"
 )
 
 // errNoSpace is the error of a write to a full disk.
@@ -172,7 +174,7 @@ func blobContent(seed, size int) []byte {
 func dataPathOf(content []byte) string {
 	sum := sha256.Sum256(content)
 	h := hex.EncodeToString(sum[:])
-	return fmt.Sprintf("%s/sha256/%s/%s/data", BlobsRoot, h[:2], h)
+	return fmt.Sprintf("%s/sha256/%s/%s/data", blobpath.Root, h[:2], h)
 }
 
 var uploadSeq atomic.Int64
@@ -279,7 +281,7 @@ func (e *testEnv) read(p string) []byte {
 func checkIndexMatchesDisk(t *testing.T, e *testEnv) {
 	t.Helper()
 	onDisk := map[blobKey]int64{}
-	err := filepath.WalkDir(filepath.Join(e.root, BlobsRoot), func(p string, de fs.DirEntry, err error) error {
+	err := filepath.WalkDir(filepath.Join(e.root, blobpath.Root), func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

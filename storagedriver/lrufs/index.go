@@ -15,6 +15,8 @@ import (
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/sirupsen/logrus"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/blobpath"
 )
 
 // statPin is how long a Stat of blob data keeps the blob from eviction:
@@ -293,20 +295,20 @@ func (x *index) stamp(k blobKey, t time.Time) {
 // lookup; only a directory above the blobs (a whole algorithm or prefix,
 // or an ancestor of the blobs root) costs a pass over the index.
 func (x *index) forget(p string) {
-	k, scope := blobScope(p)
-	if scope == scopeNone {
+	b, scope := blobpath.Deleted(p)
+	if scope == blobpath.None {
 		return // the common case: nothing indexed under p
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if scope == scopeBlob {
-		if e := x.entries[k]; e != nil {
+	if scope == blobpath.One {
+		if e := x.entries[blobKey(b)]; e != nil {
 			x.unindexLocked(e)
 		}
 		return
 	}
 	for _, e := range x.entries {
-		if covers(p, e.key.dataPath()) {
+		if blobpath.Covers(p, e.key.dataPath()) {
 			x.unindexLocked(e)
 		}
 	}
@@ -340,7 +342,7 @@ type storedBlob struct {
 	mtime time.Time
 }
 
-// load rebuilds the index from the files under BlobsRoot, ordered by their
+// load rebuilds the index from the files under blobpath.Root, ordered by their
 // modification times (the recorded last use). It reads directories with
 // os.ReadDir and stats each data file once: no journal is needed.
 func (x *index) load() error {
@@ -373,7 +375,7 @@ func (x *index) load() error {
 // blobs/<alg>/<xx>/<hex>/data), in directory order. A blob deleted during
 // the scan is skipped.
 func (x *index) scan(ctx context.Context, fn func(storedBlob) error) error {
-	top := x.fullPath(BlobsRoot)
+	top := x.fullPath(blobpath.Root)
 	algs, err := os.ReadDir(top)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

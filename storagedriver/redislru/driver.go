@@ -10,6 +10,8 @@ import (
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/blobpath"
 )
 
 // ErrBlobTooLarge refuses a blob larger than maxsize on its own.
@@ -73,7 +75,7 @@ func (d *Driver) Health() error { return d.ix.health() }
 // GetContent reads through the wrapped driver and records a use.
 func (d *Driver) GetContent(ctx context.Context, path string) ([]byte, error) {
 	data, err := d.StorageDriver.GetContent(ctx, path)
-	if b, ok := blobOf(path); ok {
+	if b, ok := blobpath.Data(path); ok {
 		d.afterRead(ctx, b, int64(len(data)), err)
 	}
 	return data, err
@@ -82,7 +84,7 @@ func (d *Driver) GetContent(ctx context.Context, path string) ([]byte, error) {
 // Reader opens through the wrapped driver and records a use.
 func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
 	rc, err := d.StorageDriver.Reader(ctx, path, offset)
-	if b, ok := blobOf(path); ok {
+	if b, ok := blobpath.Data(path); ok {
 		d.afterRead(ctx, b, -1, err)
 	}
 	return rc, err
@@ -91,7 +93,7 @@ func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 // RedirectURL is a use too: the client reads the blob from the store.
 func (d *Driver) RedirectURL(r *http.Request, path string) (string, error) {
 	u, err := d.StorageDriver.RedirectURL(r, path)
-	if b, ok := blobOf(path); ok && err == nil && u != "" {
+	if b, ok := blobpath.Data(path); ok && err == nil && u != "" {
 		d.afterRead(r.Context(), b, -1, nil)
 	}
 	return u, err
@@ -100,7 +102,7 @@ func (d *Driver) RedirectURL(r *http.Request, path string) (string, error) {
 // Stat drops a blob whose data is missing from the index.
 func (d *Driver) Stat(ctx context.Context, path string) (storagedriver.FileInfo, error) {
 	fi, err := d.StorageDriver.Stat(ctx, path)
-	if b, ok := blobOf(path); ok && isNotFound(err) {
+	if b, ok := blobpath.Data(path); ok && isNotFound(err) {
 		_, _ = d.ix.forget(ctx, b, time.Time{})
 	}
 	return fi, err
@@ -108,7 +110,7 @@ func (d *Driver) Stat(ctx context.Context, path string) (storagedriver.FileInfo,
 
 // PutContent makes room, writes, and indexes blob data (manifests).
 func (d *Driver) PutContent(ctx context.Context, path string, content []byte) error {
-	b, ok := blobOf(path)
+	b, ok := blobpath.Data(path)
 	if !ok {
 		return d.StorageDriver.PutContent(ctx, path, content)
 	}
@@ -129,7 +131,7 @@ func (d *Driver) PutContent(ctx context.Context, path string, content []byte) er
 
 // Move makes room, moves, and indexes an upload moved into place.
 func (d *Driver) Move(ctx context.Context, src, dst string) error {
-	b, ok := blobOf(dst)
+	b, ok := blobpath.Data(dst)
 	if !ok {
 		return d.StorageDriver.Move(ctx, src, dst)
 	}
@@ -158,14 +160,12 @@ func (d *Driver) Delete(ctx context.Context, path string) error {
 	if err != nil && !isNotFound(err) {
 		return err
 	}
-	blob, under, ok := deleted(path)
-	switch {
-	case !ok:
-	case blob != "":
+	switch blob, scope := blobpath.Deleted(path); scope {
+	case blobpath.One:
 		_, _ = d.ix.forget(ctx, blob, time.Time{})
-	default:
+	case blobpath.Many:
 		_ = d.ix.members(ctx, func(b string) error {
-			if dir := blobDir(b); under == "/" || dir == under || len(dir) > len(under) && dir[:len(under)+1] == under+"/" {
+			if blobpath.Covers(path, blobpath.Dir(b)) {
 				_, _ = d.ix.forget(ctx, b, time.Time{})
 			}
 			return nil
@@ -189,7 +189,7 @@ func (d *Driver) afterRead(ctx context.Context, b string, size int64, err error)
 		return
 	}
 	if size < 0 {
-		fi, serr := d.StorageDriver.Stat(ctx, blobDir(b)+"/data")
+		fi, serr := d.StorageDriver.Stat(ctx, blobpath.DataPath(b))
 		if serr != nil {
 			return
 		}
@@ -283,7 +283,7 @@ func (d *Driver) evict(ctx context.Context, l *lease, target int64) bool {
 			if n < 0 {
 				continue // used since it was chosen
 			}
-			if err := d.StorageDriver.Delete(ctx, blobDir(v)); err != nil && !isNotFound(err) {
+			if err := d.StorageDriver.Delete(ctx, blobpath.Dir(v)); err != nil && !isNotFound(err) {
 				d.p.Logger.WithError(err).WithField("blob", v).Warn("evict: delete blob")
 			} else {
 				d.p.Logger.WithField("blob", v).WithField("bytes", n).Debug("evicted")
@@ -308,7 +308,7 @@ func (d *Driver) evict(ctx context.Context, l *lease, target int64) bool {
 func (d *Driver) Reconcile(ctx context.Context) (int, error) {
 	var gone []string
 	err := d.ix.members(ctx, func(b string) error {
-		_, err := d.StorageDriver.Stat(ctx, blobDir(b)+"/data")
+		_, err := d.StorageDriver.Stat(ctx, blobpath.DataPath(b))
 		switch {
 		case isNotFound(err):
 			gone = append(gone, b)

@@ -7,6 +7,8 @@ import (
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ecr-proxy/ecr-proxy/internal/blobpath"
 )
 
 // addScript indexes a blob found in the store unless the index has it:
@@ -47,8 +49,8 @@ func (d *Driver) Rebuild(ctx context.Context) (int, error) {
 		_ = d.ix.do(ctx, func(ctx context.Context) error { return d.ix.rdb.Del(ctx, leaseKey).Err() })
 	}()
 	n := 0
-	err := d.Walk(ctx, blobsRoot, func(fi storagedriver.FileInfo) error {
-		b, ok := blobOf(fi.Path())
+	err := d.Walk(ctx, blobpath.Root, func(fi storagedriver.FileInfo) error {
+		b, ok := blobpath.Data(fi.Path())
 		if fi.IsDir() || !ok {
 			return nil
 		}
