@@ -522,15 +522,34 @@ func uploadID(loc string, upstream *url.URL) string {
 	return id
 }
 
-var writeNames = map[writeKind]string{
-	uploadStart: "upload start", uploadStatus: "upload status", uploadChunk: "upload chunk",
-	uploadComplete: "upload end", uploadCancel: "upload cancel", manifestPut: "manifest put",
-	manifestDelete: "manifest delete", blobDelete: "blob delete",
+// String names the write in the push log.
+func (k writeKind) String() string {
+	switch k {
+	case uploadStart:
+		return "upload start"
+	case uploadStatus:
+		return "upload status"
+	case uploadChunk:
+		return "upload chunk"
+	case uploadComplete:
+		return "upload end"
+	case uploadCancel:
+		return "upload cancel"
+	case manifestPut:
+		return "manifest put"
+	case manifestDelete:
+		return "manifest delete"
+	case blobDelete:
+		return "blob delete"
+	case referrersList:
+		return "referrers list"
+	}
+	return "unknown"
 }
 
 func (p *Passthrough) logWrite(ex *exchange, status int, err error) {
 	f := logrus.Fields{
-		"write":      writeNames[ex.write.kind],
+		"write":      ex.write.kind.String(),
 		"repository": ex.write.repo,
 		"duration":   time.Since(ex.start).Round(time.Millisecond).String(),
 	}

@@ -266,19 +266,23 @@ func (s *settings) checkWrites() error {
 	return nil
 }
 
-// driverParameters are the parameters each storage driver of ecr-proxy
-// reads; a key outside these stops the start (a misspelt maxsize would
-// otherwise leave the cache unbounded).
-var driverParameters = map[string][]string{
-	lruDriver:    {"rootdirectory", "maxsize", "lowwater", "maxthreads"},
-	"filesystem": {"rootdirectory", "maxthreads"},
-	"inmemory":   {},
-	s3Driver:     s3Parameters,
+// driverParameters returns the parameters each storage driver of
+// ecr-proxy reads; a key outside these stops the start (a misspelt maxsize
+// would otherwise leave the cache unbounded).
+func driverParameters() map[string][]string {
+	return map[string][]string{
+		lruDriver:    {"rootdirectory", "maxsize", "lowwater", "maxthreads"},
+		"filesystem": {"rootdirectory", "maxthreads"},
+		"inmemory":   {},
+		s3Driver:     s3Parameters(),
+	}
 }
 
-// storageSections are the keys of the storage section that are not a
+// storageSections returns the keys of the storage section that are not a
 // driver.
-var storageSections = []string{"cache", "delete", "maintenance", "redirect", "tag"}
+func storageSections() []string {
+	return []string{"cache", "delete", "maintenance", "redirect", "tag"}
+}
 
 // yamlUnmarshaler is the interface of types that decode themselves.
 var yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
@@ -339,13 +343,14 @@ func walkKeys(node any, types []reflect.Type, path string) error {
 // checkStorageKeys checks the storage section: its shared sections, and
 // the parameters of the drivers whose parameters ecr-proxy knows.
 func checkStorageKeys(m map[any]any) error {
-	valid := append([]string{}, storageSections...)
-	for d := range driverParameters {
+	sections, drivers := storageSections(), driverParameters()
+	valid := slices.Clone(sections)
+	for d := range drivers {
 		valid = append(valid, d)
 	}
 	for _, k := range sortedKeys(m) {
-		params, known := driverParameters[k]
-		if !known && !slices.Contains(storageSections, k) {
+		params, known := drivers[k]
+		if !known && !slices.Contains(sections, k) {
 			if _, other := m[k].(map[any]any); other && nearest(k, valid) == "" {
 				continue // another of distribution's drivers (s3, gcs...): its own parameters
 			}

@@ -33,12 +33,14 @@ const (
 // s3Driver is the storage driver name of distribution's S3 driver.
 const s3Driver = "s3"
 
-// s3Parameters are the parameters distribution's s3 driver reads.
-var s3Parameters = []string{
-	"accelerate", "accesskey", "bucket", "chunksize", "encrypt", "forcepathstyle", "keyid", "loglevel",
-	"multipartcopychunksize", "multipartcopymaxconcurrency", "multipartcopythresholdsize", "objectacl",
-	"redirectendpoint", "region", "regionendpoint", "rootdirectory", "secretkey", "secure", "skipverify",
-	"storageclass", "usedualstack", "usefipsendpoint", "useragent",
+// s3Parameters returns the parameters distribution's s3 driver reads.
+func s3Parameters() []string {
+	return []string{
+		"accelerate", "accesskey", "bucket", "chunksize", "encrypt", "forcepathstyle", "keyid", "loglevel",
+		"multipartcopychunksize", "multipartcopymaxconcurrency", "multipartcopythresholdsize", "objectacl",
+		"redirectendpoint", "region", "regionendpoint", "rootdirectory", "secretkey", "secure", "skipverify",
+		"storageclass", "usedualstack", "usefipsendpoint", "useragent",
+	}
 }
 
 // applyS3 maps the CACHE_S3_* variables onto storage.s3. A bucket
