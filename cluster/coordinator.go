@@ -19,6 +19,7 @@ import (
 
 	"github.com/ecr-proxy/ecr-proxy/internal/abort"
 	"github.com/ecr-proxy/ecr-proxy/internal/logx"
+	"github.com/ecr-proxy/ecr-proxy/internal/redisstate"
 	"github.com/ecr-proxy/ecr-proxy/pullthrough"
 )
 
@@ -61,6 +62,7 @@ return 0`)
 // through Redis (see the package documentation).
 type Coordinator struct {
 	c      *conn
+	log    logrus.FieldLogger
 	prefix string
 	ttl    time.Duration
 	client *http.Client
@@ -101,8 +103,13 @@ var _ pullthrough.Coordinator = (*Coordinator)(nil)
 // Option configures a Coordinator.
 type Option func(*Coordinator)
 
-// WithLogger sets where the loss and return of Redis are logged.
-func WithLogger(l logrus.FieldLogger) Option { return func(c *Coordinator) { c.c.log = l } }
+// WithLogger sets where the Coordinator logs (the loss and return of
+// Redis too, unless WithRedisState gives a State).
+func WithLogger(l logrus.FieldLogger) Option { return func(c *Coordinator) { c.log = l } }
+
+// WithRedisState shares st, the replica's one record of whether Redis
+// answers, so that its loss is logged once for all the parts using it.
+func WithRedisState(st *redisstate.State) Option { return func(c *Coordinator) { c.c.st = st } }
 
 // WithLeaseTTL sets the download claims' deadline.
 func WithLeaseTTL(d time.Duration) Option { return func(c *Coordinator) { c.ttl = d } }
@@ -138,7 +145,8 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Coordinator, error) {
 		IdleConnTimeout:       time.Minute,
 	}
 	c := &Coordinator{
-		c:       &conn{rdb: rdb, log: logx.Discard(), opTimeout: DefaultOpTimeout, retry: DefaultRetryInterval, now: time.Now},
+		c:       &conn{rdb: rdb, opTimeout: DefaultOpTimeout, now: time.Now},
+		log:     logx.Discard(),
 		prefix:  "ecr-proxy",
 		ttl:     DefaultLeaseTTL,
 		client:  &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
@@ -148,6 +156,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Coordinator, error) {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.c.st == nil {
+		c.c.st = redisstate.New(c.log, lostMessage, DefaultRetryInterval, c.c.now)
 	}
 	return c, nil
 }
@@ -165,7 +176,7 @@ func (c *Coordinator) learnAddr(ctx context.Context) {
 		return
 	}
 	if url := c.listenURL(addr); url != "" && c.self.CompareAndSwap(nil, c.value(url)) {
-		c.c.log.WithField("advertise", url).Info("replica address for the cluster's shared downloads, from a client connection (ecr.advertise unset)")
+		c.log.WithField("advertise", url).Info("replica address for the cluster's shared downloads, from a client connection (ecr.advertise unset)")
 	}
 }
 
@@ -369,7 +380,7 @@ func (c *Coordinator) Forward(ctx context.Context, w http.ResponseWriter, r *htt
 		// The owner's response was cut (it died, or its download
 		// failed): the client must see a cut, never a short body that
 		// looks complete, and its retry finds the download taken over.
-		c.c.log.WithError(err).WithField("owner", base).Warn("forwarded blob download cut; the client's response is cut too")
+		c.log.WithError(err).WithField("owner", base).Warn("forwarded blob download cut; the client's response is cut too")
 		abort.Request(ctx)
 		c.note(EventCut)
 		return nil

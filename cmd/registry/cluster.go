@@ -23,6 +23,7 @@ import (
 
 	ecrcluster "github.com/ecr-proxy/ecr-proxy/cluster"
 	"github.com/ecr-proxy/ecr-proxy/gateway"
+	"github.com/ecr-proxy/ecr-proxy/internal/redisstate"
 	"github.com/ecr-proxy/ecr-proxy/internal/storagefail"
 	"github.com/ecr-proxy/ecr-proxy/pullthrough"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/redislru"
@@ -50,9 +51,14 @@ const (
 // bounded cache driver once distribution has created it.
 type cluster struct {
 	rdb   redis.UniversalClient   // nil without a redis section
+	redis *redisstate.State       // whether rdb answers, for every part using it
 	lru   *redislru.Driver        // nil without the redislru middleware
 	coord *ecrcluster.Coordinator // nil unless the cache is shared
 }
+
+// redisLost is logged once when Redis stops answering: what goes on.
+const redisLost = "each replica downloads its cold blobs for itself, keeps its own tag window, " +
+	"and the shared cache's bound is not enforced, until it answers"
 
 // pullOptions are the pullthrough's options of the cluster: its
 // downloads are shared with the other replicas.
@@ -327,6 +333,7 @@ func setupCluster(s *settings, log logrus.FieldLogger) (*cluster, error) {
 	if c.rdb == nil || !sharedCache(s) {
 		return c, nil
 	}
+	c.redis = redisstate.New(log, redisLost, ecrcluster.DefaultRetryInterval, nil)
 	var sizeOf func(context.Context) (int64, error)
 	if len(redisLRUOptions(s.dist)) > 0 {
 		sizeOf = func(ctx context.Context) (int64, error) {
@@ -356,7 +363,7 @@ func (c *cluster) startCoordinator(s *settings, log logrus.FieldLogger, mets *cl
 	if s.dist.HTTP.TLS.Certificate != "" || len(s.dist.HTTP.TLS.LetsEncrypt.Hosts) > 0 {
 		scheme = "https"
 	}
-	coord, err := ecrcluster.New(c.rdb, ecrcluster.WithLogger(log), ecrcluster.WithPrefix(sharedPrefix(s)),
+	coord, err := ecrcluster.New(c.rdb, ecrcluster.WithLogger(log), ecrcluster.WithRedisState(c.redis), ecrcluster.WithPrefix(sharedPrefix(s)),
 		ecrcluster.WithScheme(scheme), ecrcluster.WithEvents(mets.forwarded))
 	if err != nil {
 		return err
@@ -377,7 +384,7 @@ func (c *cluster) registerLRU(log logrus.FieldLogger, mets *clusterMetrics) erro
 		if err != nil {
 			return nil, fmt.Errorf("middleware.storage %s: %w", redisLRUMiddleware, err)
 		}
-		p.Logger, p.OnEvict = log, mets.evicted
+		p.Logger, p.OnEvict, p.State = log, mets.evicted, c.redis
 		lru, err := redislru.New(d, c.rdb, p)
 		if err != nil {
 			return nil, err

@@ -48,7 +48,7 @@ func New(inner storagedriver.StorageDriver, rdb redis.UniversalClient, p Paramet
 	}
 	p = p.withDefaults()
 	d := &Driver{StorageDriver: inner, ix: newIndex(rdb, p), p: p}
-	d.ix.onRecover = func() { d.RebuildLogged(context.Background()) }
+	p.State.OnRecover(func() { d.RebuildLogged(context.Background()) })
 	return d, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -77,12 +76,8 @@ type index struct {
 	p                      Parameters
 	lru, sizes, total, key string // key: the eviction lease
 
-	mu        sync.Mutex
-	downSince time.Time // zero while Redis answers
-	retryAt   time.Time
-	lastErr   error
-	touched   map[string]time.Time // last use recorded by this replica
-	onRecover func()               // called (in a goroutine) when Redis answers again
+	mu      sync.Mutex
+	touched map[string]time.Time // last use recorded by this replica
 }
 
 func newIndex(rdb redis.UniversalClient, p Parameters) *index {
@@ -92,13 +87,9 @@ func newIndex(rdb redis.UniversalClient, p Parameters) *index {
 }
 
 // do runs fn against Redis with the call deadline, unless Redis failed
-// less than RetryInterval ago, and tracks whether Redis answers.
+// less than RetryInterval ago, and records whether Redis answers.
 func (ix *index) do(ctx context.Context, fn func(ctx context.Context) error) error {
-	now := ix.p.Now()
-	ix.mu.Lock()
-	skip := !ix.downSince.IsZero() && now.Before(ix.retryAt)
-	ix.mu.Unlock()
-	if skip {
+	if ix.p.State.Skip() {
 		return errSkipped
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ix.p.OpTimeout)
@@ -107,36 +98,12 @@ func (ix *index) do(ctx context.Context, fn func(ctx context.Context) error) err
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	switch {
-	case err != nil && ix.downSince.IsZero():
-		ix.downSince, ix.lastErr = now, err
-		ix.p.Logger.WithError(err).Warn("redis unavailable: the shared cache goes on without its index (no cluster-wide bound) until it answers")
-	case err != nil:
-		ix.lastErr = err
-	case !ix.downSince.IsZero():
-		ix.p.Logger.WithField("down_for", now.Sub(ix.downSince).Round(time.Millisecond).String()).Info("redis answers again: the shared cache index is updated again")
-		ix.downSince, ix.lastErr = time.Time{}, nil
-		if ix.onRecover != nil {
-			go ix.onRecover()
-		}
-	}
-	if err != nil {
-		ix.retryAt = now.Add(ix.p.RetryInterval)
-	}
+	ix.p.State.Note(err)
 	return err
 }
 
 // health is nil while Redis answers, else why not.
-func (ix *index) health() error {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if ix.downSince.IsZero() {
-		return nil
-	}
-	return fmt.Errorf("redis unavailable since %s: %w", ix.downSince.UTC().Format(time.RFC3339), ix.lastErr)
-}
+func (ix *index) health() error { return ix.p.State.Health() }
 
 // ms is t in Unix milliseconds, the sorted set's score.
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/logx"
+	"github.com/ecr-proxy/ecr-proxy/internal/redisstate"
 	"github.com/ecr-proxy/ecr-proxy/storagedriver/lrufs"
 )
 
@@ -54,7 +55,14 @@ type Parameters struct {
 	// OnEvict, if set, is called with the size of each blob this replica
 	// evicts (for metrics); it must not block.
 	OnEvict func(bytes int64)
+	// State, if set, is the replica's one record of whether Redis
+	// answers, shared with its other users of Redis so that the loss is
+	// logged once; nil gives the driver its own (Logger, RetryInterval).
+	State *redisstate.State
 }
+
+// lostMessage says what goes on without Redis, for the driver's own State.
+const lostMessage = "the shared cache goes on without its index (no cluster-wide bound) until it answers"
 
 // optionKeys are the middleware options FromOptions reads.
 var optionKeys = []string{"evictgrace", "lowwater", "maxsize", "prefix", "touchinterval"}
@@ -173,6 +181,9 @@ func (p Parameters) withDefaults() Parameters {
 	}
 	if p.Logger == nil {
 		p.Logger = logx.Discard()
+	}
+	if p.State == nil {
+		p.State = redisstate.New(p.Logger, lostMessage, p.RetryInterval, p.Now)
 	}
 	return p
 }
