@@ -421,10 +421,16 @@ func TestClusterRedisDown(t *testing.T) {
 	mustPull(t, ps[0], "team/app:1.0", before)
 
 	c.redis.Stop()
+	fetched := emu.Count(ecrtest.KindBlobGET)
 	for i, err := range pullRoundRobin(t, ps, 6, "team/app:2.0", after) {
 		if err != nil {
 			t.Errorf("client %d with Redis down: %v", i, err)
 		}
+	}
+	// Each replica's own single flight: a blob is fetched at most once
+	// per replica (3 blobs, 3 replicas), however many of its clients ask.
+	if got := emu.Count(ecrtest.KindBlobGET) - fetched; got < 3 || got > 9 {
+		t.Errorf("%d ECR blob GETs for 6 clients on 3 replicas with Redis down, want 3 to 9: at most one per blob per replica", got)
 	}
 	mustPull(t, ps[2], "team/app:1.0", before)
 	for i, p := range ps {
