@@ -134,6 +134,9 @@ func newRedisClient(cfg configuration.Redis) (redis.UniversalClient, error) {
 		ConnMaxIdleTime: o.ConnMaxIdleTime, ConnMaxLifetime: o.ConnMaxLifetime, MaxRedirects: o.MaxRedirects,
 		ReadOnly: o.ReadOnly, RouteByLatency: o.RouteByLatency, RouteRandomly: o.RouteRandomly,
 		DisableIdentity: true, // no CLIENT SETINFO: older servers and proxies refuse it
+		// Each call's context deadline bounds it (the callers give short
+		// ones), not only ReadTimeout: a Redis that hangs must not stall pulls.
+		ContextTimeoutEnabled: true,
 	}
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = time.Second // a lost Redis must not stall pulls

@@ -59,7 +59,10 @@
 // An empty index (a new Redis, or one restarted without persistence) is
 // rebuilt from the store by [Driver.Rebuild]: every blob with its size and
 // its modification time as last use, by one replica (a lease). The
-// command runs it at start, and the driver when Redis answers again.
+// command runs it at start. When Redis answers again after a failure, the
+// driver walks the store the same way even if the index was kept: the
+// blobs written while Redis was unreachable enter it, and count against
+// the bound again.
 //
 // # Redis unavailable
 //

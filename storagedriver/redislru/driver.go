@@ -48,19 +48,24 @@ func New(inner storagedriver.StorageDriver, rdb redis.UniversalClient, p Paramet
 	}
 	p = p.withDefaults()
 	d := &Driver{StorageDriver: inner, ix: newIndex(rdb, p), p: p}
-	p.State.OnRecover(func() { d.RebuildLogged(context.Background()) })
+	p.State.OnRecover(func() { d.rebuildLogged(context.Background(), true) })
 	return d, nil
 }
 
 // RebuildLogged runs Rebuild and logs what it did; for the start of a
-// replica and the return of Redis, when an emptied Redis is refilled.
-func (d *Driver) RebuildLogged(ctx context.Context) {
-	n, err := d.Rebuild(ctx)
+// replica, when an emptied Redis is refilled. (When Redis answers again,
+// the driver walks the store on its own: see rebuild.)
+func (d *Driver) RebuildLogged(ctx context.Context) { d.rebuildLogged(ctx, false) }
+
+// rebuildLogged is RebuildLogged; again as for rebuild (the return of
+// Redis: the blobs written while it was unreachable are indexed).
+func (d *Driver) rebuildLogged(ctx context.Context, again bool) {
+	n, err := d.rebuild(ctx, again)
 	switch {
 	case err != nil:
 		d.p.Logger.WithError(err).Warn("rebuild the shared cache index from the store")
 	case n > 0:
-		d.p.Logger.WithField("blobs", n).Info("rebuilt the shared cache index from the store (Redis had none)")
+		d.p.Logger.WithField("blobs", n).Info("rebuilt the shared cache index from the store: the blobs it lacked are indexed")
 	}
 }
 

@@ -310,3 +310,48 @@ func TestRebuild(t *testing.T) {
 	}
 	_ = store
 }
+
+// TestRedisBackWithItsData: Redis stops answering for a while but keeps
+// its data (paused, as a partition looks); a blob written meanwhile is
+// stored unindexed, and enters the index once Redis answers again,
+// without being read, so that the bound counts it.
+func TestRedisBackWithItsData(t *testing.T) {
+	srv := enginetest.StartRedis(t)
+	// The command's client: the calls' deadlines bound them.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: time.Second, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	_, rs := replicas(t, rdb, 1, redislru.Parameters{MaxSize: 1 << 20, Prefix: "back",
+		OpTimeout: 100 * time.Millisecond, RetryInterval: 50 * time.Millisecond})
+	d, ctx := rs[0], t.Context()
+	if _, err := d.Rebuild(ctx); err != nil { // the index holds the store, as after a start
+		t.Fatal(err)
+	}
+	if err := d.PutContent(ctx, blobPath(blob(0, 10)), blob(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	admin := newClient(t, srv.Addr())
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", "1000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(ctx, blobPath(blob(1, 20)), blob(1, 20)); err != nil {
+		t.Fatalf("put while Redis does not answer: %v", err)
+	}
+	if d.Health() == nil {
+		t.Fatal("Health is nil while Redis does not answer: the write did not meet the pause")
+	}
+	sum := sha256.Sum256(blob(1, 20))
+	member := "sha256/" + hex.EncodeToString(sum[:])
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !rdb.HExists(ctx, "{back}:sizes", member).Val() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the blob written while Redis did not answer never entered the index (health %v)", d.Health())
+		}
+		_, _ = d.Size(ctx) // a call to Redis, which notices its return
+		<-tick.C
+	}
+	if got := rdb.Get(ctx, "{back}:total").Val(); got != "30" {
+		t.Errorf("total = %s once Redis answers again, want 30: both blobs", got)
+	}
+}

@@ -26,14 +26,19 @@ return 1`)
 // with its size, and its modification time as its last use. One replica
 // does it (a lease); the others, and any later call, do nothing. Returns
 // how many blobs it indexed.
-func (d *Driver) Rebuild(ctx context.Context) (int, error) {
+func (d *Driver) Rebuild(ctx context.Context) (int, error) { return d.rebuild(ctx, false) }
+
+// rebuild is Rebuild; with again, it walks the store even if the index
+// was built from it before: after Redis was unreachable, it lacks the
+// blobs written meanwhile, which it would otherwise count only once read.
+func (d *Driver) rebuild(ctx context.Context, again bool) (int, error) {
 	built := d.ix.key + ":built" // set once the index holds the store
 	var exists int64
 	if err := d.ix.do(ctx, func(ctx context.Context) error {
 		var err error
 		exists, err = d.ix.rdb.Exists(ctx, built).Result()
 		return err
-	}); err != nil || exists == 1 {
+	}); err != nil || (exists == 1 && !again) {
 		return 0, err
 	}
 	var won bool
