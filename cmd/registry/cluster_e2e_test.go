@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -661,5 +662,42 @@ func TestClusterRedisPassword(t *testing.T) {
 				t.Errorf("a Redis password shows in a replica's log or /readyz")
 			}
 		}
+	}
+}
+
+// TestClusterRedisStoppedMidDownload: Redis is stopped while one replica
+// downloads a cold blob for its client and a client of another replica
+// reads it through forwarding; both complete with every byte, and a
+// later client of the other replica is served too (by its own download).
+func TestClusterRedisStoppedMidDownload(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	content := make([]byte, 4*mib)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	dgst, err := emu.SeedBlob(t.Context(), "team/app", content, digest.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClusterCache(t, emu, "1g")
+	owner, other := c.start(t), c.start(t)
+	release := emu.StallBlobs(mib) // the download stops after 1 MiB until released
+	t.Cleanup(release)
+	bodies := []io.Reader{startBlobGET(t, owner, "team/app", dgst), startBlobGET(t, other, "team/app", dgst)}
+	if got := emu.Count(ecrtest.KindBlobGET); got != 1 {
+		t.Fatalf("%d ECR blob GETs with two clients on two replicas, want 1 (the other forwarded)", got)
+	}
+
+	c.redis.Stop()
+	release()
+	for i, body := range bodies {
+		rest, err := io.ReadAll(body)
+		if err != nil || len(rest) != len(content)-1 || !bytes.Equal(rest, content[1:]) {
+			t.Errorf("client %d with Redis stopped mid-download: %d more bytes, %v; want the rest of the blob", i, len(rest), err)
+		}
+	}
+	if err := getBlobChecked(t.Context(), other, "team/app", dgst); err != nil {
+		t.Errorf("a later client of the other replica with Redis down: %v", err)
 	}
 }
