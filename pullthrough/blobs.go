@@ -62,6 +62,9 @@ func (b *blobStore) Stat(ctx context.Context, dgst digest.Digest) (v1.Descriptor
 		// distribution stats before it serves: a GET's download starts
 		// now and answers the Stat, instead of a HEAD to ECR first.
 		// (One that another replica downloads is forwarded there.)
+		if desc, ok := b.joinOtherDownload(ctx, dgst); ok {
+			return desc, nil
+		}
 		return b.startDownload(ctx, local, dgst)
 	}
 	desc, err = b.p.stat(ctx, b.name, dgst)
@@ -154,7 +157,7 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	// The place this request's Stat took in the download, if any: held
 	// until now, so that the download's bytes wait for this request.
-	pf, prd := b.p.unpark(requestID(ctx), b.name, dgst)
+	pf, prd := b.p.unpark(requestID(ctx), dgst)
 	if pf != nil {
 		defer b.p.leave(pf, prd)
 	}

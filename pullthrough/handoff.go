@@ -3,7 +3,6 @@ package pullthrough
 import (
 	"context"
 
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -53,16 +52,16 @@ func (p *Puller) park(ctx context.Context, f *flight, rd *reader) bool {
 	return true
 }
 
-// unpark takes the place request id's Stat parked in the download of
-// name@dgst, or returns nil. The caller must leave it.
-func (p *Puller) unpark(id string, name reference.Named, dgst digest.Digest) (*flight, *reader) {
+// unpark takes the place request id's Stat parked in a download of dgst,
+// or returns nil. The caller must leave it.
+func (p *Puller) unpark(id string, dgst digest.Digest) (*flight, *reader) {
 	if id == "" {
 		return nil, nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pk, ok := p.parked[id]
-	if !ok || pk.f.key != name.Name()+"@"+dgst.String() {
+	if !ok || pk.f.dgst != dgst { // the download may be another repository's (joinOtherDownload)
 		return nil, nil
 	}
 	delete(p.parked, id)

@@ -3,9 +3,14 @@ package pullthrough
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/distribution/reference"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
 )
@@ -97,5 +102,64 @@ func TestParkedPlaceIsGivenUpWhenTheRequestEnds(t *testing.T) {
 	}
 	if files := spoolFiles(t, r.spool); len(files) != 0 {
 		t.Errorf("spools left: %v", files)
+	}
+}
+
+// TestTwoRepositoriesShareOneDownload: a layer two repositories (two
+// registry prefixes, say) pull cold at the same moment is fetched from ECR
+// once: the second joins the first's download after ECR's HEAD confirmed
+// that its repository has the blob.
+func TestTwoRepositoriesShareOneDownload(t *testing.T) {
+	r := newRig(t)
+	img, err := ecrtest.RandomImage(1, 1<<20, types.OCIManifestSchema1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"team/app:1", "team/other:1"} {
+		if _, err := r.emu.Seed(t.Context(), ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dgst := digest.Digest(ld.String())
+	other, err := reference.WithName("team/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := &blobStore{p: r.p, local: r.ns, name: other}
+	heads, gets := r.emu.Count(ecrtest.KindBlobHEAD), r.emu.Count(ecrtest.KindBlobGET)
+
+	release := r.emu.StallBlobs(64 << 10) // the first download stays in flight
+	defer release()
+	first := r.get(t.Context(), t, dgst) // returns with the headers: the download runs
+	defer first.Body.Close()
+
+	ctx := context.WithValue(t.Context(), "http.request.method", http.MethodGet) //nolint:staticcheck,revive // distribution's own string key
+	ctx = context.WithValue(ctx, "http.request.id", "req-other")                 //nolint:staticcheck,revive // as above
+	if _, err := second.Stat(ctx, dgst); err != nil {
+		t.Fatalf("Stat through the second repository: %v", err)
+	}
+	release()
+	want, err := io.ReadAll(first.Body)
+	if err != nil || digest.FromBytes(want) != dgst {
+		t.Fatalf("first client: %d bytes, %v", len(want), err)
+	}
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v2/team/other/blobs/"+dgst.String(), nil)
+	rec := httptest.NewRecorder()
+	if err := second.ServeBlob(ctx, rec, req, dgst); err != nil {
+		t.Fatalf("ServeBlob through the second repository: %v", err)
+	}
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), want) {
+		t.Fatalf("second client: %d with %d bytes, want 200 with %d", rec.Code, rec.Body.Len(), len(want))
+	}
+	if h, g := r.emu.Count(ecrtest.KindBlobHEAD)-heads, r.emu.Count(ecrtest.KindBlobGET)-gets; h != 1 || g != 1 {
+		t.Errorf("ECR blob HEADs %d, GETs %d; want 1 (the second repository's confirmation) and 1", h, g)
 	}
 }

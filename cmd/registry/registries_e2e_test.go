@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -442,6 +443,74 @@ func TestRegistriesBlobSharedByBothIsFetchedOnce(t *testing.T) {
 	}
 	if code := getStatus(t, r.proxy, "/v2/prod/other/blobs/"+ld.String()); code != http.StatusNotFound {
 		t.Errorf("GET prod/other's blob %s (cached for another repository, absent from registry b): %d, want 404", ld, code)
+	}
+}
+
+// TestRegistriesBlobSharedByBothAtOnceIsFetchedOnce: a layer both
+// registries hold, pulled cold through both prefixes at the same moment,
+// is downloaded from registry a only; registry b is asked to confirm it
+// (a HEAD) and its client joins a's download.
+func TestRegistriesBlobSharedByBothAtOnceIsFetchedOnce(t *testing.T) {
+	r := startTwoRegistries(t)
+	img, err := ecrtest.RandomImage(1, 1<<20, types.OCIManifestSchema1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.a.Seed(t.Context(), "base/alpine:1", img); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.b.Seed(t.Context(), "mirror/alpine:1", img); err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := layers[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBytes, err := io.ReadAll(want)
+	_ = want.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.a.ResetCounts()
+	r.b.ResetCounts()
+	release := r.a.StallBlobs(64 << 10) // a's download stays in flight
+	defer release()
+	first := getBlob(t, r.proxy, "shared/base/alpine", ld.String())
+	defer first.Body.Close()
+	second := make(chan *http.Response, 1)
+	go func() { second <- getBlob(t, r.proxy, "prod/mirror/alpine", ld.String()) }()
+	// The second client's request has reached b (its HEAD) before a's
+	// download is let go.
+	if _, err := r.proxy.WaitForLines(t.Context(), 1, func(l string) bool {
+		return strings.Contains(l, "joined after ECR confirmed it")
+	}); err != nil {
+		t.Fatalf("the second prefix's request did not join the download: %v", err)
+	}
+	release()
+	resp := <-second
+	defer resp.Body.Close()
+	for i, body := range []io.Reader{first.Body, resp.Body} {
+		b, err := io.ReadAll(body)
+		if err != nil || !bytes.Equal(b, wantBytes) {
+			t.Errorf("client %d: %d bytes, %v; want the layer's %d", i, len(b), err, len(wantBytes))
+		}
+	}
+	if n := r.a.Count(ecrtest.KindBlobGET); n != 1 {
+		t.Errorf("registry a served %d blob GETs, want 1", n)
+	}
+	if n := r.b.Count(ecrtest.KindBlobGET); n != 0 {
+		t.Errorf("registry b served %d blob GETs for a blob downloading from a, want 0", n)
+	}
+	if n := r.b.Count(ecrtest.KindBlobHEAD); n != 1 {
+		t.Errorf("registry b was asked %d blob HEADs, want 1 (the confirmation)", n)
 	}
 }
 
