@@ -485,8 +485,19 @@ func TestRegistriesBlobSharedByBothAtOnceIsFetchedOnce(t *testing.T) {
 	defer release()
 	first := getBlob(t, r.proxy, "shared/base/alpine", ld.String())
 	defer first.Body.Close()
-	second := make(chan *http.Response, 1)
-	go func() { second <- getBlob(t, r.proxy, "prod/mirror/alpine", ld.String()) }()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, r.proxy.URL()+"/v2/prod/mirror/alpine/blobs/"+ld.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	second := make(chan answer, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed by the test below
+		second <- answer{resp, err}
+	}()
 	// The second client's request has reached b (its HEAD) before a's
 	// download is let go.
 	if _, err := r.proxy.WaitForLines(t.Context(), 1, func(l string) bool {
@@ -495,7 +506,11 @@ func TestRegistriesBlobSharedByBothAtOnceIsFetchedOnce(t *testing.T) {
 		t.Fatalf("the second prefix's request did not join the download: %v", err)
 	}
 	release()
-	resp := <-second
+	ans := <-second
+	if ans.err != nil {
+		t.Fatalf("GET through the second prefix: %v", ans.err)
+	}
+	resp := ans.resp
 	defer resp.Body.Close()
 	for i, body := range []io.Reader{first.Body, resp.Body} {
 		b, err := io.ReadAll(body)
