@@ -46,7 +46,9 @@
 //	    disk had no room for the blob (its spool could not be written, or
 //	    the room for it not reserved), the blob is larger than the cache's
 //	    maxsize, or blobs in use and other downloads held all the room
-//	    under maxsize.
+//	    under maxsize. With disk_full it also counts the manifests and
+//	    tags fetched from ECR that were served without being stored,
+//	    once each.
 //
 // Upstream (fed by the transport, per HTTP round trip to ECR or S3):
 //

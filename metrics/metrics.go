@@ -105,7 +105,7 @@ func newRecorder(now func() time.Time) *recorder {
 		}),
 		uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "cache_uncached_total",
-			Help: "Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk), too_large (larger than maxsize) or cache_full (the room under maxsize held by blobs in use and other downloads).",
+			Help: "Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk), too_large (larger than maxsize) or cache_full (the room under maxsize held by blobs in use and other downloads); disk_full also counts manifests and tags served without being stored.",
 		}, []string{"reason"}),
 	}
 	// Series with fixed label sets exist from the start, at 0, so that

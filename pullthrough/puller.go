@@ -89,8 +89,9 @@ type Observer interface {
 	// download.
 	WaitersChanged(delta int)
 	// Uncached is called once per download that streams its blob to its
-	// clients without caching it, with the reason: ReasonDiskFull or
-	// ReasonTooLarge.
+	// clients without caching it, with the reason (ReasonDiskFull,
+	// ReasonTooLarge, ReasonCacheFull), and with ReasonDiskFull once per
+	// manifest or tag from ECR served without being stored (ServeWhenFull).
 	Uncached(reason string)
 }
 

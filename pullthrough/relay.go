@@ -3,7 +3,6 @@ package pullthrough
 import (
 	"context"
 	"errors"
-	"syscall"
 	"time"
 
 	"github.com/ecr-proxy/ecr-proxy/internal/redact"
@@ -43,7 +42,7 @@ func uncachedReason(err error) (string, bool) {
 		return ReasonTooLarge, true
 	case errors.Is(err, lrufs.ErrCacheFull):
 		return ReasonCacheFull, true
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
+	case noSpace(err):
 		return ReasonDiskFull, true
 	}
 	return "", false

@@ -55,7 +55,13 @@ func (t *tagService) Get(ctx context.Context, tag string) (v1.Descriptor, error)
 			return v1.Descriptor{}, err
 		}
 		if err := repo.Tags(ctx).Tag(ctx, tag, c.desc); err != nil {
-			return v1.Descriptor{}, t.p.storageError(err)
+			if !noSpace(err) {
+				return v1.Descriptor{}, t.p.storageError(err)
+			}
+			// The disk is full: ECR's answer is served, not kept (and
+			// the window not started, there being no local tag).
+			t.p.notCached(t.name, "tag", tag, err)
+			return c.desc, nil
 		}
 		t.p.noteTagChecked(key)
 		return c.desc, nil

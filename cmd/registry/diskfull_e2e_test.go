@@ -77,17 +77,19 @@ func pullAll(t *testing.T, p *proxytest.Proxy, im image, n int) {
 }
 
 // TestFullDiskStillServes runs the proxy on a 4 MiB tmpfs (cache and
-// spool): a layer larger than the free space, and a layer whose spool
-// meets a disk filled behind the proxy's back, both reach every one of
-// several concurrent clients whole and verified; nothing of them is left
-// on the disk; a warning names each, and ecrproxy_cache_uncached_total
-// counts them.
+// spool): a layer larger than the free space, a layer whose spool meets a
+// disk filled behind the proxy's back, and a whole image (tag, manifest,
+// blobs) first pulled on the full disk, reach every one of several
+// concurrent clients whole and verified; nothing of them is left on the
+// disk; a warning names each, and ecrproxy_cache_uncached_total counts
+// them.
 func TestFullDiskStillServes(t *testing.T) {
 	requireTmpfsNamespace(t)
 	ecrtest.ClearAWSEnv(t)
 	emu := ecrtest.New(t)
 	big := seedLRUImage(t, emu, "team/big:1", 1, 6*mib)
 	fill := seedLRUImage(t, emu, "team/fill:1", 1, 2*mib)
+	late := seedLRUImage(t, emu, "team/late:1", 1, 256<<10)
 	c := newLRUCache(t, emu, "100m") // the bound is not what refuses
 	p := startOnTmpfs(t, emu, c.cfgPath, c.dir, "4m")
 	disk := filepath.Join("/proc", strconv.Itoa(p.PID()), "root", c.dir) // the tmpfs, as the proxy sees it
@@ -114,6 +116,24 @@ func TestFullDiskStillServes(t *testing.T) {
 		release()
 		<-done
 		checkUncached(t, p, disk, fill, "write spool", 2)
+	})
+
+	t.Run("a new image on the full disk", func(t *testing.T) {
+		// Neither the tag, the manifest nor the blobs of an image never
+		// pulled before can be stored: distribution's proxy failed the
+		// manifest GET with them (503), now every client gets them all.
+		fillDisk(t, filepath.Join(disk, "filler2"))
+		pullAll(t, p, late, 2)
+		for _, what := range [][]string{
+			{"cannot cache tag", "team/late", "tag=1"},
+			{"cannot cache manifest", "team/late", late.want.digest},
+		} {
+			if _, err := p.WaitForLog(t.Context(), append(what, "reason=disk_full", "no space left on device")...); err != nil {
+				t.Error(err)
+			}
+		}
+		// big, fill, then late's tag, manifest and layer at least.
+		checkUncached(t, p, disk, late, "", 5)
 	})
 }
 

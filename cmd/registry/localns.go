@@ -13,14 +13,15 @@ import (
 // localNamespaceMiddleware is the one distribution registry middleware
 // ecr-proxy installs. distribution applies registry middleware to its
 // local namespace (the cache) before wrapping that in its proxy: this one
-// changes nothing and hands that namespace to the parts that read or
-// write the cache directly.
+// hands that namespace to the parts that read or write the cache
+// directly, and gives the proxy the namespace wrap makes of it.
 const localNamespaceMiddleware = "ecr-proxy-local"
 
 // installLocalNamespace registers the middleware (once per process: the
 // registry is global) and names it in the configuration, so that each of
-// takers is given the local namespace when distribution's app starts.
-func installLocalNamespace(s *settings, takers ...registrymiddleware.InitFunc) error {
+// takers is given the local namespace when distribution's app starts, and
+// distribution's proxy wrap(namespace) (pullthrough's ServeWhenFull).
+func installLocalNamespace(s *settings, wrap func(distribution.Namespace) distribution.Namespace, takers ...registrymiddleware.InitFunc) error {
 	err := registrymiddleware.Register(localNamespaceMiddleware,
 		func(ctx context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, opts map[string]any) (distribution.Namespace, error) {
 			for _, take := range takers {
@@ -28,7 +29,7 @@ func installLocalNamespace(s *settings, takers ...registrymiddleware.InitFunc) e
 					return nil, err
 				}
 			}
-			return ns, nil
+			return wrap(ns), nil
 		})
 	if err != nil {
 		return fmt.Errorf("register registry middleware %s: %w", localNamespaceMiddleware, err)

@@ -222,7 +222,7 @@ func newLocalSide(s *settings, up *upstreamSide, spool string, shared *cluster) 
 		loc.files, _ = d.(gateway.BlobFiles)
 		return ns, nil
 	}
-	if err := installLocalNamespace(s, puller.InitRegistry, writeThrough.Init, takeFiles); err != nil {
+	if err := installLocalNamespace(s, puller.ServeWhenFull, puller.InitRegistry, writeThrough.Init, takeFiles); err != nil {
 		return nil, err
 	}
 	return loc, nil
