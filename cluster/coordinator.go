@@ -69,6 +69,7 @@ type Coordinator struct {
 	token  string
 	scheme string                 // of the URL SetListenAddr makes
 	self   atomic.Pointer[string] // this replica's lease value: "<url> <token>"
+	secret atomic.Pointer[string] // the cluster's forwarding secret, once read (secret.go)
 
 	events func(Event) // observer of forwards, or nil
 
@@ -160,6 +161,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Coordinator, error) {
 	if c.c.st == nil {
 		c.c.st = redisstate.New(c.log, lostMessage, DefaultRetryInterval, c.c.now)
 	}
+	// Redis may have come back empty (restarted without persistence):
+	// the secret is read again, created anew if need be.
+	c.c.st.OnRecover(func() { _ = c.LoadSecret(context.Background()) })
 	return c, nil
 }
 
@@ -229,14 +233,15 @@ func (c *Coordinator) Health() error { return c.c.health() }
 func (c *Coordinator) leaseKey(key string) string { return c.prefix + ":blob:" + key }
 
 // Claim claims the download of key for this replica, or names the
-// replica that holds it. Without Redis, or while this replica knows no
-// address of its own, every claim is this replica's.
+// replica that holds it. Without Redis (or the cluster's forwarding
+// secret), or while this replica knows no address of its own, every
+// claim is this replica's.
 func (c *Coordinator) Claim(ctx context.Context, key string) (string, bool) {
 	if c.self.Load() == nil {
 		c.learnAddr(ctx)
 	}
 	self := c.self.Load()
-	if self == nil {
+	if self == nil || c.forwardSecret(ctx) == "" {
 		return "", true
 	}
 	var holder string
@@ -357,7 +362,11 @@ func (c *Coordinator) Forward(ctx context.Context, w http.ResponseWriter, r *htt
 			req.Header[h] = v
 		}
 	}
-	req.Header.Set(pullthrough.ForwardedHeader, "1")
+	secret := c.forwardSecret(ctx)
+	if secret == "" { // only once Redis answered (Claim read it), so not expected
+		return fmt.Errorf("%w: %s: no forwarding secret: redis does not answer", pullthrough.ErrOwnerGone, base)
+	}
+	req.Header.Set(pullthrough.ForwardedHeader, secret)
 	resp, err := c.client.Do(req) //nolint:gosec // a peer's advertised address, from the shared Redis
 	if err != nil {
 		if ctx.Err() != nil {

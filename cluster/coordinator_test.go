@@ -66,14 +66,17 @@ func TestClaim(t *testing.T) {
 func TestForward(t *testing.T) {
 	rdb := client(t, enginetest.StartRedis(t).Addr())
 	var got http.Header
+	var trusted bool
+	var a *cluster.Coordinator
 	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r.Header.Clone()
+		trusted = a.Forwarded(r)
 		w.Header().Set("Docker-Content-Digest", "sha256:1")
 		w.WriteHeader(http.StatusPartialContent)
 		_, _ = io.WriteString(w, "bytes")
 	}))
 	t.Cleanup(owner.Close)
-	a := coordinator(t, rdb, owner.URL)
+	a = coordinator(t, rdb, owner.URL)
 	b := coordinator(t, rdb, "http://10.0.0.2:5000")
 	ctx := t.Context()
 	a.Claim(ctx, "team/app@sha256:1")
@@ -89,10 +92,13 @@ func TestForward(t *testing.T) {
 	if rec.Code != http.StatusPartialContent || rec.Body.String() != "bytes" || rec.Header().Get("Docker-Content-Digest") != "sha256:1" {
 		t.Errorf("forwarded answer %d %q %v", rec.Code, rec.Body.String(), rec.Header())
 	}
-	for k, want := range map[string]string{"Authorization": "Basic dXNlcjpwdw==", "Range": "bytes=0-4", pullthrough.ForwardedHeader: "1"} {
+	for k, want := range map[string]string{"Authorization": "Basic dXNlcjpwdw==", "Range": "bytes=0-4"} {
 		if got.Get(k) != want {
 			t.Errorf("owner got %s %q, want %q", k, got.Get(k), want)
 		}
+	}
+	if !trusted {
+		t.Error("the owner does not trust the forwarded mark of its peer")
 	}
 
 	owner.Close() // the owner dies
@@ -182,5 +188,54 @@ func TestLeaseRenewedThenLapses(t *testing.T) {
 	}
 	if waited := time.Since(stopped); waited < ttl/3 {
 		t.Errorf("the claim lapsed %v after the owner's last renewal, before its deadline of %v", waited, ttl)
+	}
+}
+
+// TestForwardedNeedsSecret: only the cluster's secret, which the
+// replicas share through Redis, marks a request as forwarded; a client
+// that sends the header itself (any value, or a peer's secret of another
+// cluster) is handled as a client.
+func TestForwardedNeedsSecret(t *testing.T) {
+	rdb := client(t, enginetest.StartRedis(t).Addr())
+	a := coordinator(t, rdb, "http://10.0.0.1:5000")
+	b := coordinator(t, rdb, "http://10.0.0.2:5000")
+	other, err := cluster.New(rdb, cluster.WithPrefix("another-cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.SetAdvertise("http://10.0.0.3:5000")
+	ctx := t.Context()
+	a.Claim(ctx, "k")
+	// b's forward, as a's server receives it.
+	var peer http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { peer = r.Header.Clone() }))
+	t.Cleanup(srv.Close)
+	fwd := func(c *cluster.Coordinator) string {
+		t.Helper()
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v2/team/app/blobs/sha256:1", nil)
+		if err := c.Forward(ctx, httptest.NewRecorder(), req, "k", srv.URL+" token"); err != nil {
+			t.Fatal(err)
+		}
+		return peer.Get(pullthrough.ForwardedHeader)
+	}
+	secret, foreign := fwd(b), fwd(other)
+	if secret == "" || secret == "1" || secret == foreign {
+		t.Fatalf("forwarded mark %q (another cluster's %q): want the cluster's own secret", secret, foreign)
+	}
+	for _, tc := range []struct {
+		value string
+		want  bool
+	}{{"", false}, {"1", false}, {"true", false}, {secret[:len(secret)-1], false}, {secret + "0", false}, {foreign, false}, {secret, true}} {
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v2/team/app/blobs/sha256:1", nil)
+		if tc.value != "" {
+			req.Header.Set(pullthrough.ForwardedHeader, tc.value)
+		}
+		if got := a.Forwarded(req); got != tc.want {
+			t.Errorf("%s %q: forwarded %v, want %v", pullthrough.ForwardedHeader, tc.value, got, tc.want)
+		}
+	}
+	// A replica started later reads the same secret.
+	if c := coordinator(t, rdb, "http://10.0.0.4:5000"); !c.Forwarded(&http.Request{Header: http.Header{pullthrough.ForwardedHeader: {secret}}}) {
+		t.Error("a replica started later does not trust the cluster's secret")
 	}
 }

@@ -12,7 +12,12 @@
 // the shared store or the download failed. A replica that misses the
 // same blob while the lease is held forwards its client's request to the
 // owner's address, with the client's Authorization and Range, marked with
-// pullthrough.ForwardedHeader so that it is never forwarded twice; the
+// pullthrough.ForwardedHeader so that it is never forwarded twice (the
+// header's value is the cluster's secret, "<prefix>:forward-secret" in
+// Redis, created once by the first replica with SET NX and read at start
+// and whenever Redis answers again; a receiver compares it in constant
+// time, so that a client sending the header itself is handled as any
+// client, never fetching from ECR a blob another replica downloads); the
 // owner's own single flight serves it, joining the running download, so
 // the client gets the bytes as they arrive. A replica that finds the
 // owner unreachable deletes that owner's lease (only that one: the value

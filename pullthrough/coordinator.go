@@ -11,7 +11,9 @@ import (
 
 // ForwardedHeader marks a blob request one replica forwarded to the
 // replica that owns its download: that one serves it itself, never
-// forwarding it again.
+// forwarding it again. Its value is the cluster's secret
+// (Coordinator.Forwarded): a client's request that carries it with any
+// other value is handled as any client's.
 const ForwardedHeader = "X-Ecr-Proxy-Forwarded"
 
 // ErrOwnerGone is returned by Coordinator.Forward, having written
@@ -36,6 +38,10 @@ type Coordinator interface {
 	// Release gives it up once the download has ended. Neither blocks.
 	Renew(key string)
 	Release(key string)
+	// Forwarded reports whether r was forwarded by another replica
+	// (its ForwardedHeader holds the cluster's secret); a client's mark
+	// is not trusted.
+	Forwarded(r *http.Request) bool
 }
 
 // WithCoordinator makes the Puller share downloads with the other
@@ -50,7 +56,7 @@ func (b *blobStore) owner(ctx context.Context, dgst digest.Digest) (string, bool
 		return "", false
 	}
 	// distribution's request context holds the request ("http.request").
-	if r, ok := ctx.Value("http.request").(*http.Request); ok && r.Header.Get(ForwardedHeader) != "" {
+	if r, ok := ctx.Value("http.request").(*http.Request); ok && b.p.coord.Forwarded(r) {
 		return "", false
 	}
 	key := b.name.Name() + "@" + dgst.String()

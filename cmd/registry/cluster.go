@@ -372,6 +372,8 @@ func (c *cluster) startCoordinator(s *settings, log logrus.FieldLogger, mets *cl
 		return err
 	}
 	c.coord = coord
+	// The forwarding secret; without Redis now, it is read once it answers.
+	_ = coord.LoadSecret(context.Background())
 	if s.ecr.Advertise != "" {
 		coord.SetAdvertise(s.ecr.Advertise)
 		log.WithField("advertise", s.ecr.Advertise).Info("replica address for the cluster's shared downloads")

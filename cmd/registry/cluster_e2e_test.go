@@ -574,6 +574,59 @@ func TestClusterForwardedRange(t *testing.T) {
 	}
 }
 
+// TestClusterForwardedMarkFromClient: a client that marks its request as
+// forwarded between replicas (pullthrough.ForwardedHeader) without the
+// cluster's secret is handled as any client: its replica forwards it to
+// the owner of the download instead of fetching the blob from ECR again.
+func TestClusterForwardedMarkFromClient(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	content := make([]byte, 4*mib)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	dgst, err := emu.SeedBlob(t.Context(), "team/app", content, digest.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClusterCache(t, emu, "1g")
+	owner, other := c.start(t), c.start(t)
+	release := emu.StallBlobs(mib) // the download stops after 1 MiB until released
+	t.Cleanup(release)
+	startBlobGET(t, owner, "team/app", dgst) // the owner claims the download
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, other.URL()+"/v2/team/app/blobs/"+dgst.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Ecr-Proxy-Forwarded", "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET with a forged forwarded mark: %s", resp.Status)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := emu.Count(ecrtest.KindBlobGET); got != 1 {
+		t.Errorf("%d ECR blob GETs with a client's forged forwarded mark, want 1: its replica forwards it to the owner", got)
+	}
+	release()
+	v := dgst.Verifier()
+	if _, err := v.Write(content[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(v, resp.Body); err != nil || !v.Verified() {
+		t.Errorf("forwarded body: %v, verified %v", err, v.Verified())
+	}
+	if got := metric(scrape(t, other), "ecrproxy_cluster_forwards_total", `result="forwarded"`); got != 1 {
+		t.Errorf("forwards from the client's replica: %v, want 1", got)
+	}
+}
+
 // TestClusterReplicaRestart: a replica killed (SIGKILL) and started again
 // serves what the cluster cached at once, as hits: its first request
 // after the start is a HIT, its pull asks ECR for no blob, and the
