@@ -12,14 +12,7 @@ import (
 	"github.com/ecr-proxy/ecr-proxy/internal/abort"
 	"github.com/ecr-proxy/ecr-proxy/internal/stale"
 	"github.com/ecr-proxy/ecr-proxy/internal/storagefail"
-	"github.com/ecr-proxy/ecr-proxy/internal/wire"
 )
-
-// CacheStatusHeader is the seed proxy's response header saying whether a
-// blob or manifest came from the cache (HIT) or from ECR (MISS), or from
-// the cache because ECR was unavailable to confirm its tag (STALE, as
-// nginx says).
-const CacheStatusHeader = wire.CacheStatusHeader
 
 // fetchRecorder notes what a request made the proxy do upstream: whether
 // it fetched content (a manifest or blob GET) and how long its upstream

@@ -115,7 +115,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(rw, r.WithContext(ctx))
 	}
 	if rw.cacheStatus != "" && r.Method == http.MethodGet {
-		h.served(contentKind(r.URL.Path), rw.cacheStatus != "MISS", rw.written)
+		h.served(contentKind(r.URL.Path), rw.cacheStatus != wire.CacheMiss, rw.written)
 	}
 	h.logRead(r, rw, rec)
 	if rec.abort.Requested() {
@@ -211,15 +211,15 @@ func (w *readWriter) WriteHeader(code int) {
 	}
 	if w.content && code >= 200 && code < 300 {
 		if w.rec.stale.Reason() != "" {
-			w.Header().Set(CacheStatusHeader, "STALE")
-		} else if w.Header().Get(CacheStatusHeader) == "" {
-			status := "HIT"
+			w.Header().Set(wire.CacheStatusHeader, wire.CacheStale)
+		} else if w.Header().Get(wire.CacheStatusHeader) == "" {
+			status := wire.CacheHit
 			if w.rec.fetched.Load() {
-				status = "MISS"
+				status = wire.CacheMiss
 			}
-			w.Header().Set(CacheStatusHeader, status)
+			w.Header().Set(wire.CacheStatusHeader, status)
 		}
-		w.cacheStatus = w.Header().Get(CacheStatusHeader)
+		w.cacheStatus = w.Header().Get(wire.CacheStatusHeader)
 	}
 	if code >= http.StatusInternalServerError && w.rec.refused.Load() {
 		w.replaced = true

@@ -29,7 +29,7 @@ func NewUpstream() *Upstream { return &Upstream{now: time.Now} }
 // Observe records the outcome of one round trip to the upstream: a
 // transport error (other than the caller cancelling) or a 5xx answer is a
 // failure, any other answer a success. It also tells the gateway that the
-// request behind it fetched content from ECR (see CacheStatusHeader).
+// request behind it fetched content from ECR (see wire.CacheStatusHeader).
 func (u *Upstream) Observe(req *http.Request, resp *http.Response, err error) {
 	if req != nil {
 		noteFetch(req)

@@ -187,7 +187,7 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 		h.Set("Docker-Content-Digest", dgst.String())
 		h.Set("Accept-Ranges", "bytes")
 		h.Set("ETag", `"`+dgst.String()+`"`)
-		h.Set(wire.CacheStatusHeader, "MISS")
+		h.Set(wire.CacheStatusHeader, wire.CacheMiss)
 		if desc.Size >= 0 {
 			h.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 		}

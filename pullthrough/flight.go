@@ -443,9 +443,9 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	// A download that had finished (checked, being committed) when the
 	// request joined it is served from this proxy's disk: a hit.
 	if hit {
-		h.Set(wire.CacheStatusHeader, "HIT")
+		h.Set(wire.CacheStatusHeader, wire.CacheHit)
 	} else {
-		h.Set(wire.CacheStatusHeader, "MISS")
+		h.Set(wire.CacheStatusHeader, wire.CacheMiss)
 	}
 	if size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))

@@ -16,6 +16,13 @@ const (
 	// blob or manifest came from: HIT (the cache), MISS (ECR) or STALE
 	// (the cache, ECR unavailable).
 	CacheStatusHeader = "X-Cache-Status"
+	// CacheHit is CacheStatusHeader's value for an answer from the cache.
+	CacheHit = "HIT"
+	// CacheMiss is CacheStatusHeader's value for an answer from ECR.
+	CacheMiss = "MISS"
+	// CacheStale is CacheStatusHeader's value for an answer from the cache
+	// that ECR, unavailable, did not confirm (nginx's word).
+	CacheStale = "STALE"
 	// OctetStream is the media type of a blob served or stored without one.
 	OctetStream = "application/octet-stream"
 )
