@@ -64,6 +64,9 @@ type TokenSource struct {
 	warned *Token
 	// renewAt is when Run renews cur (see renewalTime).
 	renewAt time.Time
+	// mintErr is the last mint's error: nil when it succeeded, or before
+	// the first.
+	mintErr error
 }
 
 // MintEvent describes the outcome of one mint, for metrics.
@@ -266,6 +269,21 @@ func nextRetry(prev time.Duration) time.Duration {
 	return min(2*prev, maxRetryDelay)
 }
 
+// MintFailure returns why the last mint failed while the source holds no
+// token it can hand out (none, or the current one has expired): until a
+// mint succeeds, every request that needs a token fails. It is nil while
+// a token is valid (a failed renewal is retried meanwhile), once a mint
+// has succeeded, and before the first mint ends. It does not block on a
+// mint in flight.
+func (s *TokenSource) MintFailure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mintErr == nil || (s.cur != nil && time.Now().Before(s.cur.ExpiresAt)) {
+		return nil
+	}
+	return s.mintErr
+}
+
 func (s *TokenSource) current() *Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -288,11 +306,15 @@ func (s *TokenSource) mint(ctx context.Context) (Token, error) {
 		}
 		s.observer(MintEvent{Err: err, Token: t, Duration: time.Since(start)})
 		if err != nil {
-			return Token{}, fmt.Errorf("get ECR authorization token: %w", redact.Error(err))
+			err = fmt.Errorf("get ECR authorization token: %w", redact.Error(err))
+			s.mu.Lock()
+			s.mintErr = err
+			s.mu.Unlock()
+			return Token{}, err
 		}
 		s.mu.Lock()
 		s.cur, s.curAccepted, s.renewAt = &t, false, s.renewalTime(t)
-		s.remint, s.refused = s.refused, false
+		s.remint, s.refused, s.mintErr = s.refused, false, nil
 		s.mu.Unlock()
 		s.log.WithField("expires_at", t.ExpiresAt.UTC().Format(time.RFC3339)).Info("minted ECR token")
 		return t, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -193,6 +194,49 @@ func TestNoTokenAndMintFails(t *testing.T) {
 		s := newSource(t, &fakeECR{fail: func(int) error { return denied }})
 		if _, err := s.Token(t.Context()); !errors.Is(err, denied) {
 			t.Errorf("Token error = %v, want it to wrap %v", err, denied)
+		}
+	})
+}
+
+// TestMintFailureOnlyWithoutAValidToken: MintFailure reports the last
+// mint's error only while no valid token is left to hand out.
+func TestMintFailureOnlyWithoutAValidToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		denied := errors.New("AccessDeniedException")
+		var failing atomic.Bool
+		s := newSource(t, &fakeECR{lifetime: time.Hour, fail: func(int) error {
+			if failing.Load() {
+				return denied
+			}
+			return nil
+		}})
+		if err := s.MintFailure(); err != nil {
+			t.Errorf("MintFailure before any mint = %v, want nil", err)
+		}
+		if _, err := s.Token(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		failing.Store(true)
+		time.Sleep(58 * time.Minute) // due on demand, still valid
+		if _, err := s.Token(t.Context()); err != nil {
+			t.Fatalf("Token with a valid token while minting fails: %v", err)
+		}
+		if err := s.MintFailure(); err != nil {
+			t.Errorf("MintFailure with a valid token = %v, want nil", err)
+		}
+		time.Sleep(3 * time.Minute) // expired
+		if _, err := s.Token(t.Context()); !errors.Is(err, denied) {
+			t.Fatalf("Token after expiry = %v, want %v", err, denied)
+		}
+		if err := s.MintFailure(); !errors.Is(err, denied) {
+			t.Errorf("MintFailure after expiry = %v, want %v", err, denied)
+		}
+		failing.Store(false)
+		if _, err := s.Token(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MintFailure(); err != nil {
+			t.Errorf("MintFailure after a successful mint = %v, want nil", err)
 		}
 	})
 }

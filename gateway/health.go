@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
@@ -16,13 +17,22 @@ const (
 	// LivenessPath answers 200 while the process serves HTTP, as the seed
 	// proxy's /healthz did.
 	LivenessPath = "/healthz"
-	// ReadinessPath answers 200 when ECR answers, 503 when it does not. It
-	// reports; it does not stop the proxy from serving its cache.
+	// ReadinessPath answers 200 when ECR answers and the proxy holds a
+	// token for it, 503 when not. It reports; it does not stop the proxy
+	// from serving its cache.
 	ReadinessPath = "/readyz"
 )
 
-// ProbeFunc checks that the upstream registry answers.
+// ProbeFunc checks that the upstream registry answers, and that the
+// proxy has credentials for it: an error wrapping ErrNoCredentials says it
+// answers but every request needing a token fails.
 type ProbeFunc func(ctx context.Context) error
+
+// ErrNoCredentials marks a probe error of a registry the proxy holds no
+// valid token for, its last mint having failed (its role refused, the
+// mint denied): ReadinessPath reports it as "no credentials", not
+// ready, rather than "unreachable".
+var ErrNoCredentials = errors.New("no valid ECR token, the last mint failed")
 
 // WithReadinessProbe sets the check behind ReadinessPath; without one the
 // endpoint reports ready.
@@ -53,9 +63,10 @@ type RegistriesProbeFunc func(ctx context.Context) map[string]error
 
 // WithRegistriesProbe sets the check behind ReadinessPath for several
 // registries, in place of WithReadinessProbe: the answer has one entry
-// per registry under "registries" ("reachable" or "unreachable"). Some
-// unreachable is status "degraded" with 200, since the others' prefixes
-// and the cache are served; all unreachable is 503, as for one registry.
+// per registry under "registries" ("reachable", "unreachable", or "no
+// credentials" for an error wrapping ErrNoCredentials). Some not ready is
+// status "degraded" with 200, since the others' prefixes and the cache
+// are served; none ready is 503, as for one registry.
 func WithRegistriesProbe(p RegistriesProbeFunc) Option {
 	return func(h *handler) { h.registriesProbe = p }
 }
@@ -81,8 +92,9 @@ func (h *handler) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 			ctx, cancel := context.WithTimeout(r.Context(), readinessTimeout)
 			defer cancel()
 			if err := h.probe(ctx); err != nil {
-				h.log.WithError(redact.Error(err)).Warn("readiness: ECR unreachable")
-				status, body["status"], body["ecr"] = http.StatusServiceUnavailable, "degraded", "unreachable"
+				state := registryState(err)
+				h.log.WithError(redact.Error(err)).Warn("readiness: ECR " + state)
+				status, body["status"], body["ecr"] = http.StatusServiceUnavailable, "degraded", state
 			}
 		}
 		for _, c := range h.degraded {
@@ -117,13 +129,15 @@ func (h *handler) probeRegistries(ctx context.Context, body map[string]any) int 
 	defer cancel()
 	results := h.registriesProbe(ctx)
 	entries := make(map[string]string, len(results))
-	down := 0
+	down, noCredentials := 0, 0
 	for name, err := range results {
-		entries[name] = "reachable"
+		entries[name] = registryState(err)
 		if err != nil {
 			down++
-			entries[name] = "unreachable"
-			h.log.WithError(redact.Error(err)).WithField("registry", name).Warn("readiness: ECR registry unreachable")
+			if errors.Is(err, ErrNoCredentials) {
+				noCredentials++
+			}
+			h.log.WithError(redact.Error(err)).WithField("registry", name).Warn("readiness: ECR registry " + entries[name])
 		}
 	}
 	body["registries"] = entries
@@ -133,9 +147,25 @@ func (h *handler) probeRegistries(ctx context.Context, body map[string]any) int 
 	case down < len(results):
 		body["status"], body["ecr"] = "degraded", "partly reachable"
 		return http.StatusOK
+	case noCredentials == down:
+		body["status"], body["ecr"] = "degraded", "no credentials"
+		return http.StatusServiceUnavailable
 	default:
 		body["status"], body["ecr"] = "degraded", "unreachable"
 		return http.StatusServiceUnavailable
+	}
+}
+
+// registryState is the readiness entry of a registry whose probe
+// returned err.
+func registryState(err error) string {
+	switch {
+	case err == nil:
+		return "reachable"
+	case errors.Is(err, ErrNoCredentials):
+		return "no credentials"
+	default:
+		return "unreachable"
 	}
 }
 

@@ -686,11 +686,40 @@ func TestRegistriesCopyBetweenPrefixes(t *testing.T) {
 
 // TestRegistriesRoleRefusedLeavesTheOtherAlone: registry b's role
 // refuses the proxy (a wrong external ID): the log says so for registry
-// prod, its pulls fail without hanging, and registry a serves as before.
+// prod, its pulls fail without hanging, /readyz says prod has no
+// credentials (200, degraded), and registry a serves as before.
 func TestRegistriesRoleRefusedLeavesTheOtherAlone(t *testing.T) {
 	a, b, env := newTwoEmulators(t)
 	digA := seedImage(t, a, "base/alpine:1", 1, 4<<10, types.OCIManifestSchema1)
 	seedImage(t, b, "app:1", 1, 4<<10, types.OCIManifestSchema1)
+	p := startRoleRefused(t, a, b, env)
+	if _, err := p.WaitForLines(t.Context(), 1, func(l string) bool {
+		return strings.Contains(l, "AssumeRole") && strings.Contains(l, "registry=prod")
+	}); err != nil {
+		t.Fatalf("no line saying registry prod's role was refused: %v", err)
+	}
+	mustPull(t, p, "shared/base/alpine:1", digA)
+	if code := getStatus(t, p, "/v2/prod/app/manifests/1"); code < 400 {
+		t.Errorf("prod/app:1 with its role refused: %d, want an error", code)
+	}
+	if n := b.Count(ecrtest.KindTokenMint); n != 0 {
+		t.Errorf("registry b minted %d tokens for a proxy its role refuses, want 0", n)
+	}
+	status, body := readyz(t, p)
+	if status != http.StatusOK || body.Status != "degraded" || body.ECR != "partly reachable" ||
+		body.Registries["shared"] != "reachable" || body.Registries["prod"] != "no credentials" {
+		t.Errorf("/readyz with prod's role refused: %d %+v; want 200, degraded, shared reachable, prod no credentials", status, body)
+	}
+	if strings.Contains(p.Logs(), "wrong-id") {
+		t.Error("the external ID is in the log")
+	}
+}
+
+// startRoleRefused starts a proxy serving "shared/" from a and "prod/"
+// from b through prodRole with a wrong external ID, and waits until it
+// listens.
+func startRoleRefused(t *testing.T, a, b *ecrtest.Emulator, env []string) *proxytest.Proxy {
+	t.Helper()
 	cfg, err := proxytest.WriteConfig(t.TempDir(), proxytest.ConfigOptions{
 		RootDirectory: t.TempDir(),
 		ECRExtra: []string{
@@ -706,20 +735,62 @@ func TestRegistriesRoleRefusedLeavesTheOtherAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.WaitForLines(t.Context(), 1, func(l string) bool {
-		return strings.Contains(l, "AssumeRole") && strings.Contains(l, "registry=prod")
+	return p
+}
+
+// TestRegistriesWithoutCredentialsAreNotReady: with registry a denying
+// every mint and b's role refused, both answer their API version check
+// but /readyz is 503 with both "no credentials"; once a mints again (on
+// a pull), it is 200 and degraded, a reachable.
+func TestRegistriesWithoutCredentialsAreNotReady(t *testing.T) {
+	a, b, env := newTwoEmulators(t)
+	digA := seedImage(t, a, "base/alpine:1", 1, 4<<10, types.OCIManifestSchema1)
+	a.DenyMints(1 << 30)
+	p := startRoleRefused(t, a, b, env)
+	if _, err := p.WaitForLines(t.Context(), 2, func(l string) bool {
+		return strings.Contains(l, "renewing the ECR token failed")
 	}); err != nil {
-		t.Fatalf("no line saying registry prod's role was refused: %v", err)
+		t.Fatalf("no line saying each registry's first mint failed: %v", err)
 	}
+	status, body := readyz(t, p)
+	if status != http.StatusServiceUnavailable || body.Status != "degraded" || body.ECR != "no credentials" ||
+		body.Registries["shared"] != "no credentials" || body.Registries["prod"] != "no credentials" {
+		t.Errorf("/readyz with no registry able to mint: %d %+v; want 503, ecr and both registries no credentials", status, body)
+	}
+	a.DenyMints(0)
 	mustPull(t, p, "shared/base/alpine:1", digA)
-	if code := getStatus(t, p, "/v2/prod/app/manifests/1"); code < 400 {
-		t.Errorf("prod/app:1 with its role refused: %d, want an error", code)
+	status, body = readyz(t, p)
+	if status != http.StatusOK || body.Status != "degraded" || body.Registries["shared"] != "reachable" || body.Registries["prod"] != "no credentials" {
+		t.Errorf("/readyz once shared minted: %d %+v; want 200, degraded, shared reachable, prod no credentials", status, body)
 	}
-	if n := b.Count(ecrtest.KindTokenMint); n != 0 {
-		t.Errorf("registry b minted %d tokens for a proxy its role refuses, want 0", n)
+}
+
+// TestRegistryWithoutCredentialsIsNotReady: the single registry answers
+// its API version check but every mint is denied: /readyz is 503, "ecr":
+// "no credentials" (alerting; the probes are on /healthz, which stays
+// 200); a successful mint makes it ready again.
+func TestRegistryWithoutCredentialsIsNotReady(t *testing.T) {
+	ecrtest.ClearAWSEnv(t)
+	emu := ecrtest.New(t)
+	d := seedImage(t, emu, "team/app:1", 1, 4<<10, types.OCIManifestSchema1)
+	emu.DenyMints(1 << 30)
+	p := startProxy(t, emu, proxyOpts{noToken: true})
+	if _, err := p.WaitForLines(t.Context(), 1, func(l string) bool {
+		return strings.Contains(l, "renewing the ECR token failed")
+	}); err != nil {
+		t.Fatalf("no line saying the first mint failed: %v", err)
 	}
-	if strings.Contains(p.Logs(), "wrong-id") {
-		t.Error("the external ID is in the log")
+	status, body := readyz(t, p)
+	if status != http.StatusServiceUnavailable || body.Status != "degraded" || body.ECR != "no credentials" {
+		t.Errorf("/readyz with every mint denied: %d %+v; want 503, degraded, no credentials", status, body)
+	}
+	if code := getStatus(t, p, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz with every mint denied: %d, want 200", code)
+	}
+	emu.DenyMints(0)
+	mustPull(t, p, "team/app:1", d)
+	if status, body := readyz(t, p); status != http.StatusOK || body.ECR != "reachable" {
+		t.Errorf("/readyz once minted: %d %+v; want 200, reachable", status, body)
 	}
 }
 

@@ -131,12 +131,38 @@ func (set *upstreamSet) run(ctx context.Context, log logrus.FieldLogger) {
 }
 
 // readiness is the gateway's readiness check: the one registry's API
-// version check, or every registry's, one entry each.
+// version check, or every registry's, one entry each. A registry that
+// answers but whose token source holds no valid token, its last mint
+// failed (its role refused, the mint denied), is reported as without
+// credentials: every request needing its token fails.
 func (set *upstreamSet) readiness(remoteURL string) gateway.Option {
 	if set.router == nil {
-		return gateway.WithReadinessProbe(pingProbe(remoteURL, set.rt))
+		ping, tokens := pingProbe(remoteURL, set.rt), set.registries[0].tokens
+		return gateway.WithReadinessProbe(func(ctx context.Context) error {
+			if err := ping(ctx); err != nil {
+				return err
+			}
+			return noCredentials(tokens)
+		})
 	}
-	return gateway.WithRegistriesProbe(set.router.PingEach)
+	return gateway.WithRegistriesProbe(func(ctx context.Context) map[string]error {
+		results := set.router.PingEach(ctx)
+		for _, c := range set.registries {
+			if results[c.reg.prefix] == nil {
+				results[c.reg.prefix] = noCredentials(c.tokens)
+			}
+		}
+		return results
+	})
+}
+
+// noCredentials is tokens' mint failure as gateway.ErrNoCredentials, nil
+// while it holds a valid token.
+func noCredentials(tokens *ecrauth.TokenSource) error {
+	if err := tokens.MintFailure(); err != nil {
+		return fmt.Errorf("%w: %w", gateway.ErrNoCredentials, err)
+	}
+	return nil
 }
 
 // tracker is the gateway's WithUpstreamFor option: a repository
