@@ -424,34 +424,11 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		}
 	}
 	size := f.size // final once started
-	rng, ranged, rerr := parseRange(r.Header.Get("Range"), size)
-	h := w.Header()
-	if errors.Is(rerr, errUnsatisfiable) {
-		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
-		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+	start, end, ok := f.writeHeader(w, r, size, hit)
+	if !ok {
 		return nil
 	}
-	start, end, status := int64(0), size-1, http.StatusOK
-	if ranged {
-		start, end, status = rng.start, rng.end, http.StatusPartialContent
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, size))
-	}
-	h.Set("Content-Type", wire.OctetStream)
-	h.Set("Docker-Content-Digest", f.dgst.String())
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("ETag", `"`+f.dgst.String()+`"`)
-	// A download that had finished (checked, being committed) when the
-	// request joined it is served from this proxy's disk: a hit.
-	if hit {
-		h.Set(wire.CacheStatusHeader, wire.CacheHit)
-	} else {
-		h.Set(wire.CacheStatusHeader, wire.CacheMiss)
-	}
-	if size >= 0 {
-		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
-	}
 	f.advance(rd, start) // an uncached download need not keep what precedes it
-	w.WriteHeader(status)
 	// The headers go now: a client whose Range starts far ahead of the
 	// download knows at once that its bytes are coming.
 	rc := http.NewResponseController(w)
@@ -501,6 +478,40 @@ func (f *flight) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		}
 	}
 	return nil
+}
+
+// writeHeader answers r's headers for the blob of size bytes (-1:
+// unknown) with the range [start, end] its body is to hold, or answers 416
+// to a Range it cannot satisfy (ok false: no body follows).
+func (f *flight) writeHeader(w http.ResponseWriter, r *http.Request, size int64, hit bool) (start, end int64, ok bool) {
+	rng, ranged, rerr := parseRange(r.Header.Get("Range"), size)
+	h := w.Header()
+	if errors.Is(rerr, errUnsatisfiable) {
+		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		return 0, 0, false
+	}
+	start, end, status := int64(0), size-1, http.StatusOK
+	if ranged {
+		start, end, status = rng.start, rng.end, http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, size))
+	}
+	h.Set("Content-Type", wire.OctetStream)
+	h.Set("Docker-Content-Digest", f.dgst.String())
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("ETag", `"`+f.dgst.String()+`"`)
+	// A download that had finished (checked, being committed) when the
+	// request joined it is served from this proxy's disk: a hit.
+	if hit {
+		h.Set(wire.CacheStatusHeader, wire.CacheHit)
+	} else {
+		h.Set(wire.CacheStatusHeader, wire.CacheMiss)
+	}
+	if size >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
+	}
+	w.WriteHeader(status)
+	return start, end, true
 }
 
 // abort ends a response whose body cannot be completed. With a
