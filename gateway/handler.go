@@ -44,7 +44,7 @@ func (h *handler) upstreamOf(r *http.Request) *Upstream {
 
 // New returns the outer handler around next, distribution's registry.
 func New(next http.Handler, opts ...Option) http.Handler {
-	h := &handler{next: next, upstream: NewUpstream(), log: logx.Discard(), served: func(string, bool, int64) {}}
+	h := &handler{next: next, upstream: NewUpstream(), log: logx.Discard(), served: func(*http.Request, string, bool, int64) {}}
 	for _, o := range opts {
 		o(h)
 	}
@@ -62,7 +62,7 @@ type handler struct {
 	registriesProbe RegistriesProbeFunc
 	log             logrus.FieldLogger
 	push            *pushthrough.Passthrough // writes go to ECR
-	served          func(kind string, hit bool, bytes int64)
+	served          func(r *http.Request, kind string, hit bool, bytes int64)
 
 	files         BlobFiles // blob hits served from their files (blobfiles.go)
 	tagHeads      bool      // HEADs by tag answered from ECR's HEAD and the cache (taghead.go)
@@ -71,9 +71,11 @@ type handler struct {
 }
 
 // WithServedObserver sets a function called once per manifest or blob GET
-// answered with success, with whether it came from the cache and the body
-// bytes sent, such as metrics.ObserveServed. It must not block.
-func WithServedObserver(f func(kind string, hit bool, bytes int64)) Option {
+// answered with success, with the request (whose path names the
+// repository, and so the registry), whether it came from the cache and
+// the body bytes sent, such as a registry's metrics.ObserveServed. It
+// must not block.
+func WithServedObserver(f func(r *http.Request, kind string, hit bool, bytes int64)) Option {
 	return func(h *handler) {
 		if f != nil {
 			h.served = f
@@ -115,7 +117,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(rw, r.WithContext(ctx))
 	}
 	if rw.cacheStatus != "" && r.Method == http.MethodGet {
-		h.served(contentKind(r.URL.Path), rw.cacheStatus != wire.CacheMiss, rw.written)
+		h.served(r, contentKind(r.URL.Path), rw.cacheStatus != wire.CacheMiss, rw.written)
 	}
 	h.logRead(r, rw, rec)
 	if rec.abort.Requested() {

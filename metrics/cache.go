@@ -5,11 +5,13 @@ package metrics
 // that the label keeps its two values), hit says whether it was served
 // from the cache (X-Cache-Status: HIT) rather than fetched from ECR
 // (MISS), and bytes is how much of the body was written to the client.
+// The registry label is m's (see ForRegistry): the registry of the
+// repository the client asked for.
 func (m *Metrics) ObserveServed(kind string, hit bool, bytes int64) {
-	m.rec.observeServed(kind, hit, bytes)
+	m.rec.observeServed(m.registry, kind, hit, bytes)
 }
 
-func (r *recorder) observeServed(kind string, hit bool, bytes int64) {
+func (r *recorder) observeServed(registry, kind string, hit bool, bytes int64) {
 	if kind != KindManifest && kind != KindBlob {
 		return
 	}
@@ -17,8 +19,8 @@ func (r *recorder) observeServed(kind string, hit bool, bytes int64) {
 	if hit {
 		result, source = resultHit, sourceCache
 	}
-	r.cacheRequests.WithLabelValues(kind, result).Inc()
+	r.cacheRequests.WithLabelValues(registry, kind, result).Inc()
 	if bytes > 0 {
-		r.servedBytes.WithLabelValues(kind, source).Add(float64(bytes))
+		r.servedBytes.WithLabelValues(registry, kind, source).Add(float64(bytes))
 	}
 }

@@ -25,18 +25,19 @@
 // digest, URL, host, upload id, error text or credential ever becomes a
 // label value, so the number of series is bounded and a scrape reveals
 // nothing about what was pulled or how ECR was reached. The one
-// exception is registry, on the token and upstream metrics
-// ([Metrics.ForRegistry]): a configured registry's prefix, or its host
-// when it is the only one, from the configuration alone.
+// exception is registry, on the token, upstream and cache request
+// metrics ([Metrics.ForRegistry]): a configured registry's prefix, or its
+// host when it is the only one, from the configuration alone.
 //
 // # Metrics of this package
 //
 // Cache (fed by the gateway, per client request):
 //
-//	ecrproxy_cache_requests_total{kind="manifest|blob",result="hit|miss"}  counter
-//	    Successful manifest and blob GETs, by whether the body came from the
-//	    cache (X-Cache-Status: HIT) or was fetched from ECR (MISS).
-//	ecrproxy_served_bytes_total{kind="manifest|blob",source="cache|upstream"}  counter
+//	ecrproxy_cache_requests_total{registry,kind="manifest|blob",result="hit|miss"}  counter
+//	    Successful manifest and blob GETs, by the registry of the
+//	    repository asked for and whether the body came from the cache
+//	    (X-Cache-Status: HIT) or was fetched from ECR (MISS).
+//	ecrproxy_served_bytes_total{registry,kind="manifest|blob",source="cache|upstream"}  counter
 //	    Body bytes written to clients for those requests. The byte hit ratio:
 //	      sum(rate(ecrproxy_served_bytes_total{source="cache"}[1h]))
 //	        / sum(rate(ecrproxy_served_bytes_total[1h]))

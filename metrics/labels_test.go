@@ -61,8 +61,8 @@ func feedEverything(t *testing.T, r *recorder) {
 	r.observeUncached(UncachedDiskFull)
 	r.observeUncached("sha256:deadbeefcafe")
 	for _, kind := range []string{KindManifest, KindBlob, "sha256:deadbeefcafe", "secret-team/private-app", "tags"} {
-		r.observeServed(kind, true, 10)
-		r.observeServed(kind, false, 10)
+		r.observeServed("shared", kind, true, 10)
+		r.observeServed("shared", kind, false, 10)
 	}
 	r.sfFetches.Inc()
 	r.waitersChanged(1)
@@ -188,7 +188,7 @@ func TestNewRegistersWithTheGivenRegistry(t *testing.T) {
 	if got, _ := value(t, reg, "ecrproxy_token_expiry_timestamp_seconds", "registry", "shared"); got != 1_800_000_000 {
 		t.Errorf("token expiry = %v, want 1.8e9", got)
 	}
-	want := `# HELP ecrproxy_cache_uncached_total Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk), too_large (larger than maxsize) or cache_full (the room under maxsize held by blobs in use and other downloads).
+	want := `# HELP ecrproxy_cache_uncached_total Blobs fetched from ECR and streamed to their clients without being cached, by reason: disk_full (no room on the cache's disk), too_large (larger than maxsize) or cache_full (the room under maxsize held by blobs in use and other downloads); disk_full also counts manifests and tags served without being stored.
 # TYPE ecrproxy_cache_uncached_total counter
 ecrproxy_cache_uncached_total{reason="cache_full"} 0
 ecrproxy_cache_uncached_total{reason="disk_full"} 1

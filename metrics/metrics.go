@@ -85,12 +85,12 @@ func newRecorder(now func() time.Time) *recorder {
 		}, []string{"registry", "kind"}),
 		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "cache_requests_total",
-			Help: "Successful manifest and blob GETs answered, by kind and whether they were served from the cache (hit) or fetched from ECR (miss).",
-		}, []string{"kind", "result"}),
+			Help: "Successful manifest and blob GETs answered, by registry, kind and whether they were served from the cache (hit) or fetched from ECR (miss).",
+		}, []string{"registry", "kind", "result"}),
 		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "served_bytes_total",
-			Help: "Bytes of manifests and blobs written to clients, by kind and by source: the cache (hits) or ECR (misses).",
-		}, []string{"kind", "source"}),
+			Help: "Bytes of manifests and blobs written to clients, by registry, kind and source: the cache (hits) or ECR (misses).",
+		}, []string{"registry", "kind", "source"}),
 		sfWaiters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "singleflight_waiters",
 			Help: "Client requests attached right now to an upstream blob fetch in flight, the one that started it included.",
@@ -109,13 +109,8 @@ func newRecorder(now func() time.Time) *recorder {
 		}, []string{"reason"}),
 	}
 	// Series with fixed label sets exist from the start, at 0, so that
-	// rate() and ratios work before the first event.
-	for _, kind := range []string{KindManifest, KindBlob} {
-		r.cacheRequests.WithLabelValues(kind, resultHit)
-		r.cacheRequests.WithLabelValues(kind, resultMiss)
-		r.servedBytes.WithLabelValues(kind, sourceCache)
-		r.servedBytes.WithLabelValues(kind, sourceUp)
-	}
+	// rate() and ratios work before the first event (those with a
+	// registry from ForRegistry on).
 	for _, reason := range []string{UncachedDiskFull, UncachedTooLarge, UncachedCacheFull} {
 		r.uncached.WithLabelValues(reason)
 	}
@@ -184,20 +179,26 @@ func (r *recorder) register(reg prometheus.Registerer) error {
 // in (see the package documentation).
 type Metrics struct {
 	rec *recorder
-	// registry is the registry label of ObserveMint and
-	// InstrumentTransport (see ForRegistry).
+	// registry is the registry label of ObserveMint, InstrumentTransport
+	// and ObserveServed (see ForRegistry).
 	registry string
 }
 
 // ForRegistry returns the same collectors with name as the registry
-// label of the token and upstream metrics (ObserveMint,
-// InstrumentTransport): the command gives each ECR registry its own, its
-// prefix or, alone without one, its host. Its mint series exist from
-// then on, at 0. Names come from the configuration only, so the label's
-// values are bounded.
+// label of the token, upstream and cache metrics (ObserveMint,
+// InstrumentTransport, ObserveServed): the command gives each ECR
+// registry its own, its prefix or, alone without one, its host. Its mint
+// and cache series exist from then on, at 0. Names come from the
+// configuration only, so the label's values are bounded.
 func (m *Metrics) ForRegistry(name string) *Metrics {
 	for _, res := range []string{resultSuccess, resultFailure} {
 		m.rec.mints.WithLabelValues(name, res)
+	}
+	for _, kind := range []string{KindManifest, KindBlob} {
+		m.rec.cacheRequests.WithLabelValues(name, kind, resultHit)
+		m.rec.cacheRequests.WithLabelValues(name, kind, resultMiss)
+		m.rec.servedBytes.WithLabelValues(name, kind, sourceCache)
+		m.rec.servedBytes.WithLabelValues(name, kind, sourceUp)
 	}
 	return &Metrics{rec: m.rec, registry: name}
 }

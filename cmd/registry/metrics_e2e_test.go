@@ -102,10 +102,10 @@ func TestMetricsMatchWhatECRSaw(t *testing.T) {
 		name, labels string
 		want         float64
 	}{
-		{"ecrproxy_cache_requests_total", `kind="blob",result="miss"`, float64(emu.Count(ecrtest.KindBlobGET))},
-		{"ecrproxy_cache_requests_total", `kind="blob",result="miss"`, blobs},
-		{"ecrproxy_cache_requests_total", `kind="blob",result="hit"`, 0},
-		{"ecrproxy_cache_requests_total", `kind="manifest",result="miss"`, float64(emu.Count(ecrtest.KindManifestGET))},
+		{"ecrproxy_cache_requests_total", `kind="blob",` + reg + `,result="miss"`, float64(emu.Count(ecrtest.KindBlobGET))},
+		{"ecrproxy_cache_requests_total", `kind="blob",` + reg + `,result="miss"`, blobs},
+		{"ecrproxy_cache_requests_total", `kind="blob",` + reg + `,result="hit"`, 0},
+		{"ecrproxy_cache_requests_total", `kind="manifest",` + reg + `,result="miss"`, float64(emu.Count(ecrtest.KindManifestGET))},
 		{"ecrproxy_token_mints_total", reg + `,result="success"`, float64(emu.Count(ecrtest.KindTokenMint))},
 		{"ecrproxy_token_mints_total", reg + `,result="failure"`, 0},
 		{"ecrproxy_upstream_requests_total", `code="200",kind="s3",method="GET",` + reg, float64(emu.Count(ecrtest.KindS3GET))},
@@ -115,7 +115,7 @@ func TestMetricsMatchWhatECRSaw(t *testing.T) {
 			t.Errorf("after the cold pull: %s{%s} = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	upstreamBytes := metric(cold, "ecrproxy_served_bytes_total", `kind="blob",source="upstream"`)
+	upstreamBytes := metric(cold, "ecrproxy_served_bytes_total", `kind="blob",`+reg+`,source="upstream"`)
 	if upstreamBytes <= float64(len(want.layers))*(256<<10) {
 		t.Errorf("blob bytes served from upstream = %v, want the image's blobs", upstreamBytes)
 	}
@@ -128,13 +128,13 @@ func TestMetricsMatchWhatECRSaw(t *testing.T) {
 	mustPull(t, p, "team/app@"+d, d)
 	waitServed(t, p, 2*int(blobs), "/blobs/")
 	warm := scrape(t, p)
-	if got := metric(warm, "ecrproxy_cache_requests_total", `kind="blob",result="hit"`); got != blobs {
+	if got := metric(warm, "ecrproxy_cache_requests_total", `kind="blob",`+reg+`,result="hit"`); got != blobs {
 		t.Errorf("after the warm pull: blob hits = %v, want %v", got, blobs)
 	}
-	if got := metric(warm, "ecrproxy_cache_requests_total", `kind="blob",result="miss"`); got != blobs {
+	if got := metric(warm, "ecrproxy_cache_requests_total", `kind="blob",`+reg+`,result="miss"`); got != blobs {
 		t.Errorf("after the warm pull: blob misses = %v, want still %v", got, blobs)
 	}
-	if got := metric(warm, "ecrproxy_served_bytes_total", `kind="blob",source="cache"`); got != upstreamBytes {
+	if got := metric(warm, "ecrproxy_served_bytes_total", `kind="blob",`+reg+`,source="cache"`); got != upstreamBytes {
 		t.Errorf("blob bytes from the cache = %v, want the %v fetched cold", got, upstreamBytes)
 	}
 	if got := metric(warm, "ecrproxy_token_mints_total", reg+`,result="success"`); got != 1 || emu.Count(ecrtest.KindTokenMint) != 0 {

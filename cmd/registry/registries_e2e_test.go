@@ -165,7 +165,33 @@ func TestRegistriesPullAndPushThroughEachPrefix(t *testing.T) {
 		}
 	}
 
+	// Each pull's manifest and blob GETs (cold: misses) are counted under
+	// its registry, the label of the upstream metrics; shared pulls its
+	// image once more, warm, and prod not: the hits are shared's alone.
+	mustPull(t, r.proxy, "shared/base/alpine:1", digA)
+	waitServed(t, r.proxy, 2*3, "/v2/shared/base/alpine/blobs/")
+	waitServed(t, r.proxy, 1, "/v2/prod/app/manifests/")
 	text := scrape(t, r.proxy)
+	for _, c := range []struct {
+		labels string
+		want   float64
+	}{
+		{`kind="blob",registry="shared",result="miss"`, 3},
+		{`kind="blob",registry="shared",result="hit"`, 3},
+		{`kind="blob",registry="prod",result="miss"`, 3},
+		{`kind="blob",registry="prod",result="hit"`, 0},
+		{`kind="manifest",registry="prod",result="miss"`, 1},
+	} {
+		if got := metric(text, "ecrproxy_cache_requests_total", c.labels); got != c.want {
+			t.Errorf("ecrproxy_cache_requests_total{%s} = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	if got := metric(text, "ecrproxy_served_bytes_total", `kind="blob",registry="prod",source="upstream"`); got < 2*(4<<10) {
+		t.Errorf("prod's blob bytes from ECR = %v, want at least its two layers", got)
+	}
+	if got := metric(text, "ecrproxy_served_bytes_total", `kind="blob",registry="prod",source="cache"`); got != 0 {
+		t.Errorf("prod's blob bytes from the cache = %v, want 0 (only shared pulled warm)", got)
+	}
 	for _, prefix := range []string{"shared", "prod"} {
 		if got := metric(text, "ecrproxy_token_mints_total", `registry="`+prefix+`",result="success"`); got != 1 {
 			t.Errorf("token mints of registry %s = %v, want 1", prefix, got)

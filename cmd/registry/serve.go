@@ -237,7 +237,7 @@ func registerGateway(s *settings, up *upstreamSide, loc *localSide) *http.Handle
 	registry.RegisterHandler(func(_ *configuration.Configuration, next http.Handler) http.Handler {
 		opts := []gateway.Option{
 			gateway.WithUpstream(up.upstream),
-			gateway.WithServedObserver(up.mets.ObserveServed),
+			up.registries.servedObserver(s.dist.HTTP.Prefix),
 			up.registries.readiness(s.dist.Proxy.RemoteURL),
 			loc.shared.readiness(),
 			gateway.WithLogger(logrus.StandardLogger().WithField("component", "gateway")),

@@ -40,11 +40,13 @@ type upstreamSet struct {
 	trackers map[string]*gateway.Upstream
 }
 
-// upstreamClient is one registry's token source and AWS configuration.
+// upstreamClient is one registry's token source, AWS configuration and
+// metrics (labelled with its registry).
 type upstreamClient struct {
 	reg    upstreamRegistry
 	tokens *ecrauth.TokenSource
 	aws    aws.Config
+	mets   *ecrmetrics.Metrics
 }
 
 // newUpstreams builds a token source and a Transport for every registry
@@ -80,7 +82,7 @@ func newUpstreams(s *settings, base aws.Config, mets *ecrmetrics.Metrics, upstre
 		if err != nil {
 			return nil, err
 		}
-		set.registries = append(set.registries, upstreamClient{reg: reg, tokens: tokens, aws: cfg})
+		set.registries = append(set.registries, upstreamClient{reg: reg, tokens: tokens, aws: cfg, mets: regMets})
 		routes = append(routes, ecrauth.Route{Prefix: reg.prefix, URL: reg.url, Transport: tr, Region: reg.region})
 		set.rt = tr
 	}
@@ -171,16 +173,53 @@ func (set *upstreamSet) tracker(httpPrefix string) gateway.Option {
 	if set.router == nil {
 		return nil
 	}
-	httpPrefix = strings.TrimSuffix(httpPrefix, "/")
+	route := set.routeOf(httpPrefix)
 	return gateway.WithUpstreamFor(func(r *http.Request) *gateway.Upstream {
-		p, ok := strings.CutPrefix(r.URL.Path, httpPrefix)
-		if name, _, api := ecrauth.SplitAPIPath(p); ok && api {
-			if rt, _, known := set.router.Match(name); known {
-				return set.trackers[rt.Prefix]
-			}
+		if prefix, ok := route(r); ok {
+			return set.trackers[prefix]
 		}
 		return nil
 	})
+}
+
+// servedObserver is the gateway's WithServedObserver option: a manifest
+// or blob GET is counted in the cache metrics of its repository's
+// registry, with the registry label of that registry's upstream metrics
+// (its prefix, or the one registry's host).
+func (set *upstreamSet) servedObserver(httpPrefix string) gateway.Option {
+	if set.router == nil {
+		return gateway.WithServedObserver(func(_ *http.Request, kind string, hit bool, bytes int64) {
+			set.registries[0].mets.ObserveServed(kind, hit, bytes)
+		})
+	}
+	byPrefix := make(map[string]*ecrmetrics.Metrics, len(set.registries))
+	for _, c := range set.registries {
+		byPrefix[c.reg.prefix] = c.mets
+	}
+	route := set.routeOf(httpPrefix)
+	return gateway.WithServedObserver(func(r *http.Request, kind string, hit bool, bytes int64) {
+		// A name under no prefix is refused before anything is served
+		// (refuseUnknownPrefixes): there is nothing to count.
+		if prefix, ok := route(r); ok {
+			byPrefix[prefix].ObserveServed(kind, hit, bytes)
+		}
+	})
+}
+
+// routeOf returns a function giving the registry prefix of a repository
+// request under httpPrefix (http.prefix), false for other requests and
+// names under no prefix. It needs the router.
+func (set *upstreamSet) routeOf(httpPrefix string) func(r *http.Request) (string, bool) {
+	httpPrefix = strings.TrimSuffix(httpPrefix, "/")
+	return func(r *http.Request) (string, bool) {
+		p, ok := strings.CutPrefix(r.URL.Path, httpPrefix)
+		if name, _, api := ecrauth.SplitAPIPath(p); ok && api {
+			if rt, _, known := set.router.Match(name); known {
+				return rt.Prefix, true
+			}
+		}
+		return "", false
+	}
 }
 
 // refuseUnknownPrefixes answers a repository request whose name is under
