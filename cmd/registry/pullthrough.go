@@ -66,7 +66,7 @@ func spoolDir(s *settings) (string, error) {
 		dir = os.TempDir()
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("ecr.spooldir %q: %w", dir, err)
+		return "", fmt.Errorf("spool directory %q (ecr.spooldir, SPOOL_DIR): %w", dir, err)
 	}
 	return dir, nil
 }
