@@ -53,8 +53,17 @@
 // already under way when its object is deleted. A blob that cannot get
 // room (every blob used within evictgrace) is refused with
 // [ErrCacheFull], one larger than maxsize with [ErrBlobTooLarge]; the
-// proxy then serves it without caching it. A reservation whose writer
-// died stays counted until [Driver.Reconcile].
+// proxy then serves it without caching it.
+//
+// Each reservation has a token and a deadline (a sorted set of tokens by
+// deadline, and their sizes, in Redis), of ReserveTTL
+// ([DefaultReserveTTL]), renewed at a third of it while the write goes
+// on; the write's end turns it into the blob's size or gives it back.
+// The reservation of a replica killed mid-write lapses: each writer drops
+// the reservations past their deadline, atomically, before it computes
+// the room, so the usable bound does not shrink with each crash.
+// [Driver.Reconcile] drops every reservation (run it while no replica
+// writes).
 //
 // An empty index (a new Redis, or one restarted without persistence) is
 // rebuilt from the store by [Driver.Rebuild]: every blob with its size and

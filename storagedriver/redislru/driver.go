@@ -120,18 +120,11 @@ func (d *Driver) PutContent(ctx context.Context, path string, content []byte) er
 		return d.StorageDriver.PutContent(ctx, path, content)
 	}
 	size := int64(len(content))
-	reserved, err := d.makeRoom(ctx, size)
+	token, err := d.makeRoom(ctx, size)
 	if err != nil {
 		return err
 	}
-	if err := d.StorageDriver.PutContent(ctx, path, content); err != nil {
-		if reserved {
-			d.ix.unreserve(ctx, size)
-		}
-		return err
-	}
-	_, _ = d.ix.record(ctx, b, size, reserved)
-	return nil
+	return d.reserved(ctx, b, size, token, func() error { return d.StorageDriver.PutContent(ctx, path, content) })
 }
 
 // Move makes room, moves, and indexes an upload moved into place.
@@ -144,18 +137,54 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	reserved, err := d.makeRoom(ctx, fi.Size())
+	token, err := d.makeRoom(ctx, fi.Size())
 	if err != nil {
 		return err
 	}
-	if err := d.StorageDriver.Move(ctx, src, dst); err != nil {
-		if reserved {
-			d.ix.unreserve(ctx, fi.Size())
+	return d.reserved(ctx, b, fi.Size(), token, func() error { return d.StorageDriver.Move(ctx, src, dst) })
+}
+
+// reserved runs write, the write of blob b of size under the reservation
+// token ("" for none), extending the reservation while it runs; then
+// indexes b, or gives the reservation back if write failed.
+func (d *Driver) reserved(ctx context.Context, b string, size int64, token string, write func() error) error {
+	var err error
+	if token == "" {
+		err = write()
+	} else {
+		stop := d.keepReserved(ctx, token)
+		err = write()
+		stop()
+	}
+	if err != nil {
+		if token != "" {
+			d.ix.unreserve(ctx, token)
 		}
 		return err
 	}
-	_, _ = d.ix.record(ctx, b, fi.Size(), reserved)
+	_, _ = d.ix.record(ctx, b, size, token)
 	return nil
+}
+
+// keepReserved extends the reservation token every third of ReserveTTL
+// until the returned function is called.
+func (d *Driver) keepReserved(ctx context.Context, token string) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		tick := time.NewTicker(d.p.ReserveTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				d.ix.extend(ctx, token)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-ended }
 }
 
 // Delete deletes through the wrapped driver and drops what it removed
@@ -200,39 +229,41 @@ func (d *Driver) afterRead(ctx context.Context, b string, size int64, err error)
 		}
 		size = fi.Size()
 	}
-	_, _ = d.ix.record(ctx, b, size, false)
+	_, _ = d.ix.record(ctx, b, size, "")
 }
 
 // makeRoom reserves size bytes in the index's total, evicting first
-// when they do not fit under maxsize, and reports whether it reserved.
-// Without Redis it lets the write through unreserved.
-func (d *Driver) makeRoom(ctx context.Context, size int64) (bool, error) {
+// when they do not fit under maxsize, and returns the reservation's
+// token ("": none). Without Redis it lets the write through unreserved.
+// Reservations past their deadline (of writers that died) are dropped
+// before the room is computed.
+func (d *Driver) makeRoom(ctx context.Context, size int64) (string, error) {
 	if size > d.p.MaxSize {
-		return false, fmt.Errorf("%w: %d bytes, maxsize %d", ErrBlobTooLarge, size, d.p.MaxSize)
+		return "", fmt.Errorf("%w: %d bytes, maxsize %d", ErrBlobTooLarge, size, d.p.MaxSize)
 	}
 	target := int64(d.p.LowWater*float64(d.p.MaxSize)) - size
 	for {
-		ok, err := d.ix.reserve(ctx, size)
+		token, err := d.ix.reserve(ctx, size)
 		if err != nil {
-			return false, nil //nolint:nilerr // without Redis, the write goes on unbounded (package doc)
+			return "", nil //nolint:nilerr // without Redis, the write goes on unbounded (package doc)
 		}
-		if ok {
-			return true, nil
+		if token != "" {
+			return token, nil
 		}
 		l, err := d.ix.acquire(ctx)
 		if err != nil {
-			return false, nil //nolint:nilerr // as above
+			return "", nil //nolint:nilerr // as above
 		}
 		if l == nil {
 			if !d.waitEviction(ctx) {
-				return false, fmt.Errorf("%w: another replica's eviction did not end", ErrCacheFull)
+				return "", fmt.Errorf("%w: another replica's eviction did not end", ErrCacheFull)
 			}
 			continue
 		}
 		freed := d.evict(ctx, l, target)
 		l.release(ctx)
 		if !freed {
-			return false, fmt.Errorf("%w: every blob was used within evictgrace", ErrCacheFull)
+			return "", fmt.Errorf("%w: every blob was used within evictgrace", ErrCacheFull)
 		}
 	}
 }

@@ -17,29 +17,66 @@ var errSkipped = errors.New("redis unavailable: skipped")
 
 // The scripts keep the sorted set, the sizes and the total consistent.
 var (
-	// record: KEYS lru, sizes, total; ARGV blob, size, now (ms), and
-	// '1' when the size was reserved in the total already.
+	// record: KEYS lru, sizes, total, reservations, reserved sizes; ARGV
+	// blob, size, now (ms), and the token of the writer's reservation
+	// ('' for none): a reservation still held becomes the blob's size.
 	recordScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 local delta = tonumber(ARGV[2])
 if old then delta = delta - tonumber(old) end
-if ARGV[4] == '1' then delta = delta - tonumber(ARGV[2]) end
+if ARGV[4] ~= '' then
+  local r = redis.call('HGET', KEYS[5], ARGV[4])
+  if r then
+    delta = delta - tonumber(r)
+    redis.call('HDEL', KEYS[5], ARGV[4])
+    redis.call('ZREM', KEYS[4], ARGV[4])
+  end
+end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return redis.call('INCRBY', KEYS[3], delta)`)
-	// reserve: KEYS total; ARGV size, maxsize. Adds size to the total if
-	// it fits under maxsize: 1 if it did, else 0.
+	// reserve: KEYS total, reservations (token by deadline), reserved
+	// sizes (by token); ARGV size, maxsize, token, deadline (ms), now
+	// (ms). Drops the reservations past their deadline (their writers
+	// died), then adds size to the total under the token if it fits
+	// under maxsize: 1 if it did, else 0.
 	reserveScript = redis.NewScript(`
+for _, tok in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])) do
+  local r = redis.call('HGET', KEYS[3], tok)
+  if r then redis.call('DECRBY', KEYS[1], r) end
+  redis.call('HDEL', KEYS[3], tok)
+  redis.call('ZREM', KEYS[2], tok)
+end
 local total = tonumber(redis.call('GET', KEYS[1]) or '0')
 if total + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
 redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 return 1`)
-	// recount: KEYS sizes, total. Sets the total to the sum of the sizes,
-	// dropping reservations a crashed writer left.
+	// extend: KEYS reservations; ARGV token, deadline (ms). 1 if the
+	// reservation is still held.
+	extendScript = redis.NewScript(`
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  return 1
+end
+return 0`)
+	// unreserve: KEYS total, reservations, reserved sizes; ARGV token.
+	// Gives the reservation back if it is still held.
+	unreserveScript = redis.NewScript(`
+local r = redis.call('HGET', KEYS[3], ARGV[1])
+if not r then return 0 end
+redis.call('DECRBY', KEYS[1], r)
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1`)
+	// recount: KEYS sizes, total, reservations, reserved sizes. Sets
+	// the total to the sum of the sizes, dropping every reservation.
 	recountScript = redis.NewScript(`
 local sum = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do sum = sum + tonumber(v) end
 redis.call('SET', KEYS[2], sum)
+redis.call('DEL', KEYS[3], KEYS[4])
 return sum`)
 	// forget: KEYS lru, sizes, total; ARGV blob, and the latest last use
 	// allowed ('' for any). Returns the size forgotten, or -1 when the
@@ -75,6 +112,7 @@ type index struct {
 	rdb                    redis.UniversalClient
 	p                      Parameters
 	lru, sizes, total, key string // key: the eviction lease
+	reservations, reserved string // writers' reservations: token by deadline, size by token
 
 	mu      sync.Mutex
 	touched map[string]time.Time // last use recorded by this replica
@@ -83,7 +121,7 @@ type index struct {
 func newIndex(rdb redis.UniversalClient, p Parameters) *index {
 	tag := "{" + p.Prefix + "}" // one hash slot: the scripts touch all keys
 	return &index{rdb: rdb, p: p, lru: tag + ":lru", sizes: tag + ":sizes", total: tag + ":total", key: tag + ":evict-lease",
-		touched: map[string]time.Time{}}
+		reservations: tag + ":reservations", reserved: tag + ":reserved", touched: map[string]time.Time{}}
 }
 
 // do runs fn against Redis with the call deadline, unless Redis failed
@@ -108,17 +146,15 @@ func (ix *index) health() error { return ix.p.State.Health() }
 // ms is t in Unix milliseconds, the sorted set's score.
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
-// record indexes blob b with its size as used now, its size reserved
-// in the total already or not; returns the new total.
-func (ix *index) record(ctx context.Context, b string, size int64, reserved bool) (int64, error) {
-	flag := "0"
-	if reserved {
-		flag = "1"
-	}
+// record indexes blob b with its size as used now, turning the
+// reservation token (if not "" and still held) into its size; returns
+// the new total.
+func (ix *index) record(ctx context.Context, b string, size int64, token string) (int64, error) {
 	var total int64
 	err := ix.do(ctx, func(ctx context.Context) error {
 		var err error
-		total, err = recordScript.Run(ctx, ix.rdb, []string{ix.lru, ix.sizes, ix.total}, b, size, ms(ix.p.Now()), flag).Int64()
+		keys := []string{ix.lru, ix.sizes, ix.total, ix.reservations, ix.reserved}
+		total, err = recordScript.Run(ctx, ix.rdb, keys, b, size, ms(ix.p.Now()), token).Int64()
 		return err
 	})
 	if err == nil {
@@ -199,26 +235,51 @@ func (ix *index) forget(ctx context.Context, b string, usedBefore time.Time) (in
 	return n, err
 }
 
-// reserve adds size to the total if it stays under maxsize.
-func (ix *index) reserve(ctx context.Context, size int64) (bool, error) {
+// newToken is a random reservation or lease token.
+func newToken() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// reserve adds size to the total, under a new reservation token that
+// lapses after ReserveTTL unless extended, if it stays under maxsize;
+// reservations past their deadline are dropped first. Returns the token,
+// "" when size does not fit.
+func (ix *index) reserve(ctx context.Context, size int64) (string, error) {
+	token, now := newToken(), ix.p.Now()
 	var ok int64
 	err := ix.do(ctx, func(ctx context.Context) error {
 		var err error
-		ok, err = reserveScript.Run(ctx, ix.rdb, []string{ix.total}, size, ix.p.MaxSize).Int64()
+		keys := []string{ix.total, ix.reservations, ix.reserved}
+		ok, err = reserveScript.Run(ctx, ix.rdb, keys, size, ix.p.MaxSize, token, ms(now.Add(ix.p.ReserveTTL)), ms(now)).Int64()
 		return err
 	})
-	return ok == 1, err
+	if ok != 1 {
+		token = ""
+	}
+	return token, err
+}
+
+// extend moves the deadline of the reservation token a ReserveTTL ahead.
+func (ix *index) extend(ctx context.Context, token string) {
+	_ = ix.do(ctx, func(ctx context.Context) error {
+		return extendScript.Run(ctx, ix.rdb, []string{ix.reservations}, token, ms(ix.p.Now().Add(ix.p.ReserveTTL))).Err()
+	})
 }
 
 // unreserve gives back a reservation whose write failed.
-func (ix *index) unreserve(ctx context.Context, size int64) {
-	_ = ix.do(ctx, func(ctx context.Context) error { return ix.rdb.DecrBy(ctx, ix.total, size).Err() })
+func (ix *index) unreserve(ctx context.Context, token string) {
+	_ = ix.do(ctx, func(ctx context.Context) error {
+		return unreserveScript.Run(ctx, ix.rdb, []string{ix.total, ix.reservations, ix.reserved}, token).Err()
+	})
 }
 
-// recount sets the total to the sum of the indexed sizes.
+// recount sets the total to the sum of the indexed sizes, dropping the
+// reservations.
 func (ix *index) recount(ctx context.Context) error {
 	return ix.do(ctx, func(ctx context.Context) error {
-		return recountScript.Run(ctx, ix.rdb, []string{ix.sizes, ix.total}).Err()
+		return recountScript.Run(ctx, ix.rdb, []string{ix.sizes, ix.total, ix.reservations, ix.reserved}).Err()
 	})
 }
 
@@ -288,9 +349,7 @@ type lease struct {
 // acquire takes the eviction lease, or returns nil when another replica
 // holds it.
 func (ix *index) acquire(ctx context.Context) (*lease, error) {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	token := hex.EncodeToString(b)
+	token := newToken()
 	var ok bool
 	err := ix.do(ctx, func(ctx context.Context) error {
 		var err error

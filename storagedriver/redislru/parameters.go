@@ -29,6 +29,10 @@ const (
 	DefaultOpTimeout = 2 * time.Second
 	// DefaultLeaseTTL is the eviction lease's deadline, renewed per victim.
 	DefaultLeaseTTL = 30 * time.Second
+	// DefaultReserveTTL is the deadline of a write's reservation,
+	// renewed at a third of it while the write goes on: the reservation
+	// of a replica killed mid-write stops counting after it.
+	DefaultReserveTTL = time.Minute
 )
 
 // Parameters configure a Driver. Zero values mean the defaults.
@@ -45,8 +49,8 @@ type Parameters struct {
 	// EvictGrace protects blobs used less than this ago from eviction;
 	// negative protects none.
 	EvictGrace time.Duration
-	// RetryInterval, OpTimeout and LeaseTTL: see the defaults.
-	RetryInterval, OpTimeout, LeaseTTL time.Duration
+	// RetryInterval, OpTimeout, LeaseTTL and ReserveTTL: see the defaults.
+	RetryInterval, OpTimeout, LeaseTTL, ReserveTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives what no caller sees (Redis lost and back,
@@ -175,6 +179,9 @@ func (p Parameters) withDefaults() Parameters {
 	}
 	if p.LeaseTTL == 0 {
 		p.LeaseTTL = DefaultLeaseTTL
+	}
+	if p.ReserveTTL == 0 {
+		p.ReserveTTL = DefaultReserveTTL
 	}
 	if p.Now == nil {
 		p.Now = time.Now
