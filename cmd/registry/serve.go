@@ -99,10 +99,9 @@ func serve(ctx context.Context, s *settings) error {
 	if loc.shared.lru != nil {
 		go loc.shared.lru.RebuildLogged(context.WithoutCancel(ctx)) // an emptied Redis is refilled
 	}
-	if *handler == nil {
-		// An http.Server with a nil handler serves http.DefaultServeMux,
-		// which carries pprof: never on the registry's address.
-		return errors.New("start registry: distribution did not hand its handler to ecr-proxy's gateway (registry.RegisterHandler); refusing to serve")
+	served, err := handedOver(handler)
+	if err != nil {
+		return err
 	}
 	log := logrus.StandardLogger()
 	logStart(log, s)
@@ -113,7 +112,7 @@ func serve(ctx context.Context, s *settings) error {
 	up.registries.run(runCtx, log)
 	startDebugServer(s.dist, s.pprof, log)
 
-	deadline, err := runServer(ctx, s.dist, s.server, *handler, log)
+	deadline, err := runServer(ctx, s.dist, s.server, served, log)
 	drainAndStop(ctx, log, deadline, loc.puller, reg)
 	return err
 }
@@ -344,6 +343,17 @@ func logIdentity(ctx context.Context, log logrus.FieldLogger, cfg aws.Config) {
 		return
 	}
 	log.WithFields(logrus.Fields{"arn": id.ARN, "account": id.Account, "credentials_source": id.Source}).Info("AWS identity")
+}
+
+// handedOver is the handler distribution handed to the gateway's
+// registration (registerGateway), or an error when it handed none: an
+// http.Server with a nil handler serves http.DefaultServeMux, which
+// carries pprof, and that must never be on the registry's address.
+func handedOver(handler *http.Handler) (http.Handler, error) {
+	if handler == nil || *handler == nil {
+		return nil, errors.New("start registry: distribution did not hand its handler to ecr-proxy's gateway (registry.RegisterHandler); refusing to serve")
+	}
+	return *handler, nil
 }
 
 // startDebugServer serves what distribution's own serve command serves on
