@@ -173,6 +173,7 @@ func (s *settings) check(lookup lookupFunc) error {
 			return fmt.Errorf("%w (proxy.remoteurl %q)", errRemoteURLWithRegistries, s.dist.Proxy.RemoteURL)
 		}
 		s.dist.Proxy.RemoteURL = virtualUpstream
+		s.notes = append(s.notes, virtualUpstreamNote)
 	}
 	p := s.dist.Proxy
 	if p.RemoteURL == "" {
@@ -567,8 +568,13 @@ func (s *settings) startupFields() logrus.Fields {
 	if len(s.ecr.Registries) > 0 {
 		upstream, region = s.registriesSummary()
 	}
-	return logrus.Fields{
+	fields := logrus.Fields{
 		"upstream": upstream, "region": region, "listen": s.dist.HTTP.Addr, "tls": tls,
 		"cache": cache, "cache_max": bound, "auth": auth, "push": s.push, "delete": deletes, "metrics": metrics,
 	}
+	if len(s.ecr.Registries) > 0 {
+		// What distribution's own start line names (virtualUpstreamNote).
+		fields["virtual_upstream"] = virtualUpstream + " (never dialled)"
+	}
+	return fields
 }

@@ -63,6 +63,11 @@ func hostOf(registryURL string) string {
 // registries. The name is reserved (RFC 2606) and never dialled.
 const virtualUpstream = "https://ecr-registries.invalid"
 
+// virtualUpstreamNote explains, after the start line, distribution's own
+// earlier line naming virtualUpstream, which it logs as it is given.
+const virtualUpstreamNote = "ecr.registries: distribution's line \"Registry configured as a proxy cache to " + virtualUpstream +
+	"\" names a virtual upstream, a reserved name that is never dialled: each request goes to the registry of its repository's prefix (upstream= on the start line)"
+
 // envECRRegistries configures ecr.registries from the environment.
 const envECRRegistries = "ECR_REGISTRIES"
 

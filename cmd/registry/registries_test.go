@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,15 @@ func TestRegistriesFromTheFile(t *testing.T) {
 	}
 	if s.dist.Proxy.RemoteURL != virtualUpstream {
 		t.Errorf("proxy.remoteurl = %q, want the virtual upstream", s.dist.Proxy.RemoteURL)
+	}
+	// distribution logs "proxy cache to https://ecr-registries.invalid";
+	// a note after the start line says what that is.
+	notes := strings.Join(s.notes, "\n")
+	if !strings.Contains(notes, virtualUpstream) || !strings.Contains(notes, "never dialled") {
+		t.Errorf("notes %q: want one explaining the virtual upstream %s", s.notes, virtualUpstream)
+	}
+	if f := fmt.Sprint(s.startupFields()["virtual_upstream"]); !strings.HasPrefix(f, virtualUpstream) {
+		t.Errorf("start line's virtual_upstream = %q, want %s", f, virtualUpstream)
 	}
 }
 
