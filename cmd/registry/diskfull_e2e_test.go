@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"github.com/ecr-proxy/ecr-proxy/internal/ecrtest"
 	"github.com/ecr-proxy/ecr-proxy/internal/proxytest"
 )
@@ -82,11 +86,10 @@ func pullAll(t *testing.T, p *proxytest.Proxy, im image, n int) {
 // blobs) first pulled on the full disk, reach every one of several
 // concurrent clients whole and verified; nothing of them is left on the
 // disk; a warning names each, and ecrproxy_cache_uncached_total counts
-// them.
+// them. A push on the full disk reaches ECR whole, only not cached.
 func TestFullDiskStillServes(t *testing.T) {
 	requireTmpfsNamespace(t)
-	ecrtest.ClearAWSEnv(t)
-	emu := ecrtest.New(t)
+	emu := newPushEmulator(t) // its S3 answers pullDirect too
 	big := seedLRUImage(t, emu, "team/big:1", 1, 6*mib)
 	fill := seedLRUImage(t, emu, "team/fill:1", 1, 2*mib)
 	late := seedLRUImage(t, emu, "team/late:1", 1, 256<<10)
@@ -134,6 +137,26 @@ func TestFullDiskStillServes(t *testing.T) {
 		}
 		// big, fill, then late's tag, manifest and layer at least.
 		checkUncached(t, p, disk, late, "", 5)
+	})
+
+	t.Run("a push on the full disk", func(t *testing.T) {
+		img, err := ecrtest.RandomImage(1, 256<<10, types.OCIManifestSchema1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(proxyRef(t, p, "team/pushed:1"), img, remote.WithContext(t.Context())); err != nil {
+			t.Fatalf("push through the proxy on a full disk: %v", err)
+		}
+		want, err := readImage(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, pullDirect(t, emu, "team/pushed:1"), cmp.AllowUnexported(pulled{})); diff != "" {
+			t.Errorf("ECR holds another image than the one pushed (-pushed +ecr):\n%s", diff)
+		}
+		if _, err := p.WaitForLog(t.Context(), "write-through: not caching this upload", "team/pushed"); err != nil {
+			t.Error(err)
+		}
 	})
 }
 
