@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -71,7 +73,8 @@ type Coordinator struct {
 	self   atomic.Pointer[string] // this replica's lease value: "<url> <token>"
 	secret atomic.Pointer[string] // the cluster's forwarding secret, once read (secret.go)
 
-	events func(Event) // observer of forwards, or nil
+	events  func(Event)    // observer of forwards, or nil
+	rootCAs *x509.CertPool // the peers' CAs, or nil: the system's
 
 	mu      sync.Mutex
 	renewed map[string]time.Time
@@ -122,6 +125,12 @@ func WithPrefix(p string) Option { return func(c *Coordinator) { c.prefix = p } 
 // when it learns it from a connection (default http).
 func WithScheme(scheme string) Option { return func(c *Coordinator) { c.scheme = scheme } }
 
+// WithRootCAs makes forwarded requests trust the CAs in pool, instead of
+// the system's, for replicas that serve TLS at their advertised URLs
+// with certificates of a private CA; nil keeps the system's. A transport
+// set with WithTransport is left as it is.
+func WithRootCAs(pool *x509.CertPool) Option { return func(c *Coordinator) { c.rootCAs = pool } }
+
 // WithTransport sets the transport of forwarded requests.
 func WithTransport(rt http.RoundTripper) Option {
 	return func(c *Coordinator) { c.client.Transport = rt }
@@ -157,6 +166,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Coordinator, error) {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.rootCAs != nil && c.client.Transport == tr {
+		tr.TLSClientConfig = &tls.Config{RootCAs: c.rootCAs, MinVersion: tls.VersionTLS12}
 	}
 	if c.c.st == nil {
 		c.c.st = redisstate.New(c.log, lostMessage, DefaultRetryInterval, c.c.now)

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -237,5 +238,39 @@ func TestForwardedNeedsSecret(t *testing.T) {
 	// A replica started later reads the same secret.
 	if c := coordinator(t, rdb, "http://10.0.0.4:5000"); !c.Forwarded(&http.Request{Header: http.Header{pullthrough.ForwardedHeader: {secret}}}) {
 		t.Error("a replica started later does not trust the cluster's secret")
+	}
+}
+
+// TestForwardOverTLS: an owner that serves TLS with a certificate of a
+// private CA is reached when that CA is given (WithRootCAs); with the
+// system's CAs alone, the forward fails as the owner gone.
+func TestForwardOverTLS(t *testing.T) {
+	rdb := client(t, enginetest.StartRedis(t).Addr())
+	owner := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "bytes")
+	}))
+	owner.StartTLS() // on 127.0.0.1, with a certificate of httptest's own CA
+	t.Cleanup(owner.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(owner.Certificate())
+	ctx := t.Context()
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v2/team/app/blobs/sha256:1", nil)
+
+	system := coordinator(t, rdb, "https://10.0.0.2:5000")
+	system.Claim(ctx, "k") // reads the forwarding secret
+	if err := system.Forward(ctx, httptest.NewRecorder(), req, "k", owner.URL+" token"); !errors.Is(err, pullthrough.ErrOwnerGone) {
+		t.Errorf("forward with the system's CAs to an owner of a private CA: %v, want ErrOwnerGone", err)
+	}
+	private, err := cluster.New(rdb, cluster.WithPrefix("test"), cluster.WithRootCAs(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	private.SetAdvertise("https://10.0.0.3:5000")
+	rec := httptest.NewRecorder()
+	if err := private.Forward(ctx, rec, req, "k", owner.URL+" token"); err != nil {
+		t.Fatalf("forward trusting the owner's CA: %v", err)
+	}
+	if rec.Code != http.StatusOK || rec.Body.String() != "bytes" {
+		t.Errorf("forwarded answer %d %q", rec.Code, rec.Body.String())
 	}
 }

@@ -41,6 +41,9 @@ const (
 	// envAdvertiseURL is ecr.advertise: the URL the other replicas reach
 	// this one at (http://$(POD_IP):5000).
 	envAdvertiseURL = "ADVERTISE_URL"
+	// envAdvertiseCAs is ecr.advertisecas: comma-separated PEM files of
+	// the CAs of the other replicas' certificates (https ADVERTISE_URL).
+	envAdvertiseCAs = "ADVERTISE_CAS"
 	// envSpoolDir is ecr.spooldir: where downloads in flight are spooled.
 	envSpoolDir = "SPOOL_DIR"
 	// envRedisPassword is redis.password.
@@ -186,6 +189,26 @@ func redisTLS(t configuration.RedisTLSOptions) (*tls.Config, error) {
 	return c, nil
 }
 
+// peerCAs is the pool of the CAs in files (ecr.advertisecas) that the
+// replicas trust when they forward to each other over TLS, instead of the
+// system's; nil (the system's) without files.
+func peerCAs(files []string) (*x509.CertPool, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	for i, f := range files {
+		pem, err := os.ReadFile(f) //nolint:gosec // a path of the configuration
+		if err != nil {
+			return nil, fmt.Errorf("ecr.advertisecas[%d] %q (%s): %w", i, f, envAdvertiseCAs, err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ecr.advertisecas[%d] %q (%s): no PEM certificate in it", i, f, envAdvertiseCAs)
+		}
+	}
+	return pool, nil
+}
+
 // redisLRUOptions returns the options of each redislru middleware entry.
 func redisLRUOptions(cfg *configuration.Configuration) []configuration.Parameters {
 	var out []configuration.Parameters
@@ -209,6 +232,9 @@ func (s *settings) checkCluster() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			return fmt.Errorf("ecr.advertise %q (%s): want the URL the other replicas reach this one at, such as http://10.0.3.7:5000", a, envAdvertiseURL)
 		}
+	}
+	if _, err := peerCAs(s.ecr.AdvertiseCAs); err != nil {
+		return err
 	}
 	if err := s.checkSharedTTL(); err != nil {
 		return err
@@ -275,6 +301,14 @@ func (e *seedEnv) applyShared(s *settings) error {
 	cfg := s.dist
 	if v, ok := e.get(envAdvertiseURL); ok {
 		s.ecr.Advertise = v
+	}
+	if v, ok := e.get(envAdvertiseCAs); ok {
+		s.ecr.AdvertiseCAs = nil
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				s.ecr.AdvertiseCAs = append(s.ecr.AdvertiseCAs, f)
+			}
+		}
 	}
 	if v, ok := e.get(envRedisAddr); ok {
 		if err := e.conflict(envRedisAddr, "REGISTRY_REDIS_ADDRS"); err != nil {
@@ -366,8 +400,12 @@ func (c *cluster) startCoordinator(s *settings, log logrus.FieldLogger, mets *cl
 	if s.dist.HTTP.TLS.Certificate != "" || len(s.dist.HTTP.TLS.LetsEncrypt.Hosts) > 0 {
 		scheme = "https"
 	}
+	cas, err := peerCAs(s.ecr.AdvertiseCAs)
+	if err != nil {
+		return err
+	}
 	coord, err := ecrcluster.New(c.rdb, ecrcluster.WithLogger(log), ecrcluster.WithRedisState(c.redis), ecrcluster.WithPrefix(sharedPrefix(s)),
-		ecrcluster.WithScheme(scheme), ecrcluster.WithEvents(mets.forwarded))
+		ecrcluster.WithScheme(scheme), ecrcluster.WithEvents(mets.forwarded), ecrcluster.WithRootCAs(cas))
 	if err != nil {
 		return err
 	}

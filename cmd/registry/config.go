@@ -58,6 +58,10 @@ type ecrSettings struct {
 	// Advertise is the URL the other replicas of a cluster reach this one
 	// at (cluster.go); default: the address it listens on.
 	Advertise string `yaml:"advertise"`
+	// AdvertiseCAs are PEM files of the CAs that sign the other replicas'
+	// certificates, when they serve TLS at their advertised URLs; they
+	// replace the system's CAs for forwards between replicas.
+	AdvertiseCAs []string `yaml:"advertisecas"`
 	// Delete is "enabled" to forward DELETE of manifests and blobs to ECR;
 	// "" or "disabled" (the default) refuses them with 405.
 	Delete string `yaml:"delete"`
