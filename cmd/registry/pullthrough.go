@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/distribution/distribution/v3/configuration"
 	repositorymiddleware "github.com/distribution/distribution/v3/registry/middleware/repository"
@@ -63,12 +64,27 @@ func spoolDir(s *settings) (string, error) {
 		}
 	}
 	if dir == "" {
-		dir = os.TempDir()
+		// No cache directory to spool beside (s3, inmemory): a directory
+		// of this process's own under the system's temporary one, so
+		// that the start-up cleanup never touches another proxy's spool
+		// on the same host. serve removes it at exit.
+		d, err := os.MkdirTemp("", "ecr-proxy-spool-")
+		if err != nil {
+			return "", fmt.Errorf("spool directory in %q (ecr.spooldir, SPOOL_DIR unset): %w", os.TempDir(), err)
+		}
+		return d, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("spool directory %q (ecr.spooldir, SPOOL_DIR): %w", dir, err)
 	}
 	return dir, nil
+}
+
+// privateSpool reports whether spool is the directory spoolDir made for
+// this process alone (no ecr.spooldir and no cache directory).
+func privateSpool(s *settings, spool string) bool {
+	return s.ecr.SpoolDir == "" && strings.HasPrefix(filepath.Base(spool), "ecr-proxy-spool-") &&
+		filepath.Dir(spool) == filepath.Clean(os.TempDir())
 }
 
 // removeSpools deletes the spool files a previous run left (killed, or

@@ -73,6 +73,9 @@ func serve(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
+	if privateSpool(s, spool) {
+		defer os.RemoveAll(spool) //nolint:errcheck // best effort at exit
+	}
 	cacheLock, err := serveLock(s) // garbage-collect refuses to run meanwhile
 	if err != nil {
 		return err
