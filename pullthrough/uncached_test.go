@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -162,7 +163,7 @@ func TestUncachedDropsAStalledClient(t *testing.T) {
 	r.p.relayWindow = 64 << 10
 	dgst, want := r.seed(t, "big", 24<<20)
 	release := r.emu.StallBlobs(10 << 10)
-	stalled := r.get(t.Context(), t, dgst) // reads nothing
+	stalled := getWithSmallBuffer(t, r.srv.URL+"/v2/team/app/blobs/"+dgst.String()) // reads nothing
 	defer stalled.Body.Close()
 	reader := r.get(t.Context(), t, dgst)
 	defer reader.Body.Close()
@@ -175,6 +176,39 @@ func TestUncachedDropsAStalledClient(t *testing.T) {
 		t.Error("the stalled client got a complete body; want it cut off")
 	}
 	waitDownloads(t, r)
+}
+
+// getWithSmallBuffer GETs url over a connection whose receive buffer is
+// fixed at 64 KiB: a client that reads nothing then holds the sender
+// back. With the kernel's autotuning (up to 32 MiB on loopback here) a
+// client that reads nothing could still take a whole blob into its
+// socket buffer.
+func getWithSmallBuffer(t *testing.T, url string) *http.Response {
+	t.Helper()
+	dialer := &net.Dialer{}
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			if err := tc.SetReadBuffer(64 << 10); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+		}
+		return c, nil
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 func waitDownloads(t *testing.T, r *rig) {

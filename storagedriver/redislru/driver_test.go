@@ -13,6 +13,7 @@ import (
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/distribution/distribution/v3/registry/storage/driver/testsuites"
 	"github.com/google/go-cmp/cmp"
@@ -53,9 +54,17 @@ func TestDriverSuite(t *testing.T) {
 	srv := enginetest.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
 	n := 0
+	// Over distribution's filesystem driver, not its inmemory one: the
+	// suite's TestDeleteOnlyDeletesSubpaths fails about once in 30 runs
+	// on a bare inmemory driver (its Delete reports a path it was just
+	// given as not found), which is no fault of the wrapper's.
 	testsuites.Driver(t, func() (storagedriver.StorageDriver, error) {
 		n++
-		return redislru.New(inmemory.New(), rdb, redislru.Parameters{MaxSize: 1 << 40, Prefix: fmt.Sprintf("suite-%d", n)})
+		inner, err := filesystem.FromParameters(map[string]any{"rootdirectory": t.TempDir()})
+		if err != nil {
+			return nil, err
+		}
+		return redislru.New(inner, rdb, redislru.Parameters{MaxSize: 1 << 40, Prefix: fmt.Sprintf("suite-%d", n)})
 	}, false)
 }
 
