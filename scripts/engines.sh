@@ -134,12 +134,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# free_port prints a TCP port nothing listens on at the moment.
+# free_port prints a TCP port no socket uses at the moment, below the
+# kernel's range of ephemeral ports: a port in that range can be taken as
+# the local port of an outgoing connection between this check and the
+# listener's bind (seen: "bind: address already in use").
 free_port() {
-  local p
+  local p low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$low" -gt 12000 ] || low=32768
   while :; do
-    p=$((20000 + RANDOM % 20000))
-    if [ -z "$(ss -Htln "sport = :$p")" ]; then
+    p=$((10000 + RANDOM % (low - 10000)))
+    if [ -z "$(ss -Htan "sport = :$p")" ]; then
       echo "$p"
       return
     fi
