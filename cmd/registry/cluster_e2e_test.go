@@ -523,13 +523,14 @@ func TestClusterNoRedirectsByDefault(t *testing.T) {
 	}
 }
 
-// TestClusterForwardedRange: a Range GET on one replica of a blob another
-// replica is downloading gets its 206 from the owner's download as soon
-// as its bytes have arrived, long before the download ends.
-func TestClusterForwardedRange(t *testing.T) {
+// ownerDownloading starts two replicas and a 4 MiB blob's download on the
+// first, stalled after 1 MiB until release; it returns the emulator, the
+// blob, and the other replica.
+func ownerDownloading(t *testing.T) (emu *ecrtest.Emulator, content []byte, dgst digest.Digest, other *proxytest.Proxy, release func()) {
+	t.Helper()
 	ecrtest.ClearAWSEnv(t)
-	emu := ecrtest.New(t)
-	content := make([]byte, 4*mib)
+	emu = ecrtest.New(t)
+	content = make([]byte, 4*mib)
 	if _, err := rand.Read(content); err != nil {
 		t.Fatal(err)
 	}
@@ -538,11 +539,19 @@ func TestClusterForwardedRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newClusterCache(t, emu, "1g")
-	owner, other := c.start(t), c.start(t)
-	release := emu.StallBlobs(mib) // the download stops after 1 MiB until released
+	owner := c.start(t)
+	other = c.start(t)
+	release = emu.StallBlobs(mib)
 	t.Cleanup(release)
 	startBlobGET(t, owner, "team/app", dgst) // the owner claims the download
+	return emu, content, dgst, other, release
+}
 
+// TestClusterForwardedRange: a Range GET on one replica of a blob another
+// replica is downloading gets its 206 from the owner's download as soon
+// as its bytes have arrived, long before the download ends.
+func TestClusterForwardedRange(t *testing.T) {
+	emu, content, dgst, other, release := ownerDownloading(t)
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, other.URL()+"/v2/team/app/blobs/"+dgst.String(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -579,22 +588,7 @@ func TestClusterForwardedRange(t *testing.T) {
 // cluster's secret is handled as any client: its replica forwards it to
 // the owner of the download instead of fetching the blob from ECR again.
 func TestClusterForwardedMarkFromClient(t *testing.T) {
-	ecrtest.ClearAWSEnv(t)
-	emu := ecrtest.New(t)
-	content := make([]byte, 4*mib)
-	if _, err := rand.Read(content); err != nil {
-		t.Fatal(err)
-	}
-	dgst, err := emu.SeedBlob(t.Context(), "team/app", content, digest.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newClusterCache(t, emu, "1g")
-	owner, other := c.start(t), c.start(t)
-	release := emu.StallBlobs(mib) // the download stops after 1 MiB until released
-	t.Cleanup(release)
-	startBlobGET(t, owner, "team/app", dgst) // the owner claims the download
-
+	emu, content, dgst, other, release := ownerDownloading(t)
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, other.URL()+"/v2/team/app/blobs/"+dgst.String(), nil)
 	if err != nil {
 		t.Fatal(err)
