@@ -165,10 +165,12 @@ func (b *blobStore) ServeBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	if err == nil || !errors.Is(err, distribution.ErrBlobUnknown) {
 		return b.p.storageError(err)
 	}
-	if err := b.p.failure(requestID(ctx)); err != nil {
-		return clientError(err, dgst) // the download this request's Stat started
-	}
 	if pf != nil && r.Method == http.MethodGet {
+		if st := pf.state(); st.done && st.err != nil {
+			// The download this request's Stat joined failed before
+			// its answer began: an error status, not another download.
+			return clientError(st.err, dgst)
+		}
 		return pf.serve(ctx, w, r, b.p, prd, false) // a miss: the Stat joined it
 	}
 	if handled, err := b.forward(ctx, w, r, dgst); handled {

@@ -240,32 +240,7 @@ func (p *Puller) fetch(ctx context.Context, f *flight, local distribution.BlobSt
 	if f.waiters == 0 {
 		f.removeSpool()
 	}
-	if f.err != nil {
-		// A request whose Stat joined this download before it failed
-		// must not start another when distribution calls its ServeBlob.
-		f.mu.Lock()
-		for id := range f.joined {
-			if len(p.failed) >= maxHeadCache {
-				clear(p.failed)
-			}
-			p.failed[id] = f.err
-		}
-		f.mu.Unlock()
-	}
 	p.mu.Unlock()
-}
-
-// failure returns, once, the error of the download that request id's
-// Stat joined, if it failed.
-func (p *Puller) failure(id string) error {
-	if id == "" {
-		return nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	err := p.failed[id]
-	delete(p.failed, id)
-	return err
 }
 
 // download streams the blob into the spool and a local blob writer,

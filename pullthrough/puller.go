@@ -68,7 +68,6 @@ type Puller struct {
 	room    SpaceReserver   // the cache driver, when it reserves room for spools
 	opener  blobfile.Opener // the cache driver, when it can open blob files
 	flights map[string]*flight
-	failed  map[string]error  // request id → its Stat's download failed (failure)
 	parked  map[string]parked // request id → the place its Stat took in a download (handoff.go)
 	fetches sync.WaitGroup
 
@@ -199,7 +198,6 @@ func New(registryURL string, rt http.RoundTripper, opts ...Option) (*Puller, err
 		log:           logx.Discard(),
 		observer:      nopObserver{},
 		flights:       map[string]*flight{},
-		failed:        map[string]error{},
 		parked:        map[string]parked{},
 		headSeen:      map[string]headEntry{},
 		tagChecked:    map[string]time.Time{},
